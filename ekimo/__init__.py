@@ -1,0 +1,1 @@
+"""ekimo: a product-catalog service."""

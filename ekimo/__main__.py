@@ -1,0 +1,3 @@
+from ekimo.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""create_app(container) -> Litestar: routes, OpenAPI, auth, errors, the in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from importlib.metadata import version
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ekimo import docs, health, worker
+from ekimo.container import Container
+from ekimo.products.controller import routes as product_routes
+from ekimo.settings import Settings
+from ekimo.sync.controller import routes as sync_routes
+from ekimo.users.auth import auth_plugin
+from ekimo.users.controller import routes as user_routes
+
+logger = logging.getLogger(__name__)
+
+
+def _internal_error(exc: Exception) -> ProblemDetailsException:
+    logger.exception("unhandled error", exc_info=exc)
+    return ProblemDetailsException(status_code=500, detail="Internal server error")
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
+    """Build the app; the container starts with the app and stops with it."""
+    container = Container(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncGenerator[None]:
+        async with container:
+            if not run_worker:
+                yield
+                return
+            saq_worker = worker.create_worker(container, handle_signals=False)
+            task = asyncio.create_task(saq_worker.start(), name="saq-worker")
+            try:
+                yield
+            finally:
+                await saq_worker.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def provide_db_session() -> AsyncGenerator[AsyncSession]:
+        async with container.session() as session:
+            yield session
+
+    def provide_container() -> Container:
+        return container
+
+    return Litestar(
+        route_handlers=[
+            health.health,
+            docs.assets_router(),
+            *user_routes,
+            *product_routes,
+            *sync_routes,
+        ],
+        dependencies={
+            "container": Provide(provide_container, sync_to_thread=False),
+            "db_session": Provide(provide_db_session),
+        },
+        lifespan=[lifespan],
+        openapi_config=docs.openapi_config(version("ekimo")),
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    enable_for_all_http_exceptions=True,
+                    exception_to_problem_detail_map={Exception: _internal_error},
+                )
+            ),
+            auth_plugin(container),
+        ],
+        logging_config=None,
+    )

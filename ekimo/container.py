@@ -1,0 +1,120 @@
+"""The service container: one lifecycle for settings, database, queue and HTTP client.
+
+The Litestar app and the Typer CLI both open a `Container` and take everything from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Self
+
+import httpx
+from saq import Queue
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ekimo import db, embedded
+from ekimo.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Container:
+    """Owns the long-lived resources. Use `async with Container(settings) as container:`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._configured = settings
+        self._settings: Settings | None = None
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._queue: Queue | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        settings = self._configured
+        if settings.database_url is None:
+            url = await asyncio.to_thread(embedded.start_server, settings.state_dir)
+            secret = settings.secret_key or embedded.secret_key_for(settings.state_dir)
+            settings = settings.with_values(database_url=url, secret_key=secret)
+            logger.info("embedded PostgreSQL running, data in %s", settings.state_dir / "pgdata")
+            await db.upgrade_async(url)
+        assert settings.database_url is not None
+        self._settings = settings
+        self._engine = db.create_engine(settings.database_url)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._queue = self._create_queue(settings)
+        await self._queue.connect()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._queue is not None:
+            await self._queue.disconnect()
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._http = self._queue = self._engine = self._sessions = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @staticmethod
+    def _create_queue(settings: Settings) -> Queue:
+        if settings.redis_url is not None:
+            return Queue.from_url(settings.redis_url, name=settings.queue_name)
+        assert settings.database_url is not None
+        # SAQ's PostgreSQL queue runs on psycopg with a small pool of its own.
+        return Queue.from_url(
+            db.libpq_url(settings.database_url), name=settings.queue_name, min_size=1, max_size=4
+        )
+
+    # -- resources -------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        """The effective settings: in embedded mode, with the server's URL and the key."""
+        if self._settings is None:
+            raise RuntimeError("container not started")
+        return self._settings
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("container not started")
+        return self._engine
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            raise RuntimeError("container not started")
+        return self._queue
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("container not started")
+        return self._http
+
+    @asynccontextmanager
+    async def session(self) -> AsyncGenerator[AsyncSession]:
+        """A database session; the caller commits, anything uncommitted is rolled back."""
+        if self._sessions is None:
+            raise RuntimeError("container not started")
+        async with self._sessions() as session:
+            yield session

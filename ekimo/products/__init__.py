@@ -1,0 +1,1 @@
+"""The product catalog: model, import (CSV/XLSX), browse and export."""

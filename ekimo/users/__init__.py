@@ -1,0 +1,1 @@
+"""Accounts and authentication: registration, login, JWT."""

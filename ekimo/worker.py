@@ -1,0 +1,31 @@
+"""The SAQ worker: job functions and cron jobs of every domain, built on the container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saq import Worker
+from saq.types import Context
+
+from ekimo.container import Container
+from ekimo.products import jobs as product_jobs
+from ekimo.sync import jobs as sync_jobs
+
+
+def create_worker(container: Container, *, handle_signals: bool = True) -> Worker[Any]:
+    """A worker whose jobs find the container in their context as `ctx["container"]`."""
+
+    async def startup(ctx: Context) -> None:
+        ctx["container"] = container  # pyright: ignore[reportGeneralTypeIssues]
+
+    saq_worker: Worker[Any] = Worker(
+        container.queue,
+        functions=[*product_jobs.functions, *sync_jobs.functions],
+        cron_jobs=sync_jobs.cron_jobs(container.settings),
+        startup=startup,
+        concurrency=4,
+    )
+    if not handle_signals:
+        # Inside `ekimo serve`, uvicorn owns SIGINT/SIGTERM and stops the worker itself.
+        saq_worker.SIGNALS = []
+    return saq_worker
