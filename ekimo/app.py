@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo import docs, health, worker
 from ekimo.container import Container
+from ekimo.products.catalog_controller import routes as catalog_routes
 from ekimo.products.controller import routes as product_routes
 from ekimo.settings import Settings
 from ekimo.sync.controller import routes as sync_routes
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             docs.assets_router(),
             *user_routes,
             *product_routes,
+            *catalog_routes,
             *sync_routes,
         ],
         dependencies={

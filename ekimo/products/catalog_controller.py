@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+routes: list[ControllerRouterHandler] = []
