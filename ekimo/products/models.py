@@ -8,7 +8,6 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import BigInteger, CheckConstraint, Index, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-
 # Every bulk write to `products` (an import, a received sync) first takes
 # `pg_advisory_xact_lock(PRODUCTS_WRITE_LOCK)`: overlapping writers queue instead of deadlocking.
 PRODUCTS_WRITE_LOCK = 0x656B696D6F01
