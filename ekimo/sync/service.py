@@ -1,0 +1,380 @@
+"""A sync run: push every pending product (`version > synced_version`) to the external API.
+
+One run at a time across all processes and machines (a session-level advisory lock on a
+dedicated connection). Pending products are streamed by keyset in batches of SYNC_BATCH_SIZE,
+a few batches in flight at once; each acknowledged batch marks exactly the versions it carried,
+in its own transaction, so a run killed midway loses nothing and a product changed in flight
+stays pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ekimo.container import Container
+from ekimo.settings import Settings
+from ekimo.sync.client import (
+    Delivered,
+    RetryPolicy,
+    SyncAborted,
+    SyncClient,
+    Undelivered,
+)
+
+# pg_try_advisory_lock key of "a sync run is going on" (distinct from PRODUCTS_WRITE_LOCK).
+SYNC_RUN_LOCK = 0x656B696D6F02
+# Batches in flight at once: the receiver works on one while the next is read and sent.
+DEFAULT_CONCURRENCY = 4
+
+# Pending, minus products rejected at their current version (skipped until they change).
+COUNT_PENDING = text(
+    """
+    SELECT count(*) FROM products p
+    WHERE p.version > p.synced_version AND NOT EXISTS (
+        SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
+    """
+)
+
+# One row per batch: the keyset cursor, the (barcode, version) pairs and each item's JSON.
+NEXT_BATCH = text(
+    r"""
+    SELECT max(b.id), array_agg(b.barcode ORDER BY b.id), array_agg(b.version ORDER BY b.id),
+           array_agg(json_build_object(
+               'barcode', b.barcode, 'name', b.name,
+               'price', b.price::text, 'quantity', b.quantity::text,
+               'last_updated', to_char(b.last_updated AT TIME ZONE 'UTC',
+                                       'YYYY-MM-DD"T"HH24\:MI\:SS.US"Z"')
+           )::text ORDER BY b.id)
+    FROM (
+        SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version
+        FROM products p
+        WHERE p.version > p.synced_version AND p.id > :after AND NOT EXISTS (
+            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
+        ORDER BY p.id
+        LIMIT :limit
+    ) b
+    """
+)
+
+# Exactly the versions sent: a product changed while in flight keeps its newer version pending.
+MARK_SYNCED = text(
+    """
+    UPDATE products AS p SET synced_version = v.version
+    FROM unnest(CAST(:barcodes AS text[]), CAST(:versions AS bigint[])) AS v(barcode, version)
+    WHERE p.barcode = v.barcode AND p.version = v.version AND p.synced_version < v.version
+    """
+)
+
+RECORD_REJECTION = text(
+    """
+    INSERT INTO sync_rejections
+        (barcode, version, status_code, response_excerpt, created_at, updated_at)
+    VALUES (:barcode, :version, :status_code, :excerpt, now(), now())
+    ON CONFLICT (barcode, version) DO UPDATE
+    SET status_code = EXCLUDED.status_code, response_excerpt = EXCLUDED.response_excerpt,
+        updated_at = now()
+    """
+)
+
+INSERT_RUN = text(
+    """
+    INSERT INTO sync_runs (status, trigger, pending_at_start, sent, acknowledged, rejected,
+                           failed, retries, error, started_at, created_at, updated_at)
+    VALUES (:status, :trigger, 0, 0, 0, 0, 0, 0, :error, :started_at, now(), now())
+    RETURNING id
+    """
+)
+
+FINISH_RUN = text(
+    """
+    UPDATE sync_runs SET status = :status, pending_at_start = :pending_at_start, sent = :sent,
+        acknowledged = :acknowledged, rejected = :rejected, failed = :failed,
+        retries = :retries, error = :error, finished_at = :finished_at,
+        duration_ms = :duration_ms, updated_at = now()
+    WHERE id = :id
+    """
+)
+
+
+@dataclass
+class Batch:
+    barcodes: list[str]
+    versions: list[int]
+    items: list[str]  # each product's JSON object
+
+    def __len__(self) -> int:
+        return len(self.barcodes)
+
+    def body(self) -> bytes:
+        return ('{"products":[' + ",".join(self.items) + "]}").encode()
+
+    def idempotency_key(self) -> str:
+        digest = hashlib.sha256()
+        for barcode, version in zip(self.barcodes, self.versions, strict=True):
+            digest.update(f"{barcode}:{version}\n".encode())
+        return digest.hexdigest()
+
+    def halves(self) -> tuple[Batch, Batch]:
+        mid = len(self) // 2
+        return (
+            Batch(self.barcodes[:mid], self.versions[:mid], self.items[:mid]),
+            Batch(self.barcodes[mid:], self.versions[mid:], self.items[mid:]),
+        )
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run, as stored in `sync_runs`."""
+
+    id: int
+    status: str
+    trigger: str
+    started_at: datetime
+    pending_at_start: int = 0
+    sent: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    failed: int = 0
+    retries: int = 0
+    error: str | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    last_failure: str | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "trigger": self.trigger,
+            "pending_at_start": self.pending_at_start,
+            "sent": self.sent,
+            "acknowledged": self.acknowledged,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "retries": self.retries,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_ms": self.duration_ms,
+        }
+
+
+Progress = Callable[[RunSummary], None]
+
+
+class SyncService:
+    """Runs syncs for one container; `settings` and `policy` may be overridden (tests)."""
+
+    def __init__(
+        self,
+        container: Container,
+        *,
+        settings: Settings | None = None,
+        policy: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self._container = container
+        self._settings = settings or container.settings
+        self._policy = policy or RetryPolicy()
+        self._concurrency = max(1, concurrency)
+
+    async def pending_count(self) -> int:
+        async with self._container.engine.connect() as conn:
+            return int((await conn.execute(COUNT_PENDING)).scalar_one())
+
+    async def run(self, trigger: str, on_progress: Progress | None = None) -> RunSummary:
+        """One sync run; returns its summary (also stored in `sync_runs`)."""
+        engine = self._container.engine
+        started = time.monotonic()
+        lock_conn = await engine.connect()
+        try:
+            got = (
+                await lock_conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": SYNC_RUN_LOCK}
+                )
+            ).scalar_one()
+            await lock_conn.commit()
+            if not got:
+                return await self._record_skipped(trigger, started)
+            try:
+                return await self._locked_run(trigger, started, on_progress)
+            finally:
+                await lock_conn.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": SYNC_RUN_LOCK}
+                )
+                await lock_conn.commit()
+        except BaseException:
+            # Unlock may not have run (cancelled): closing the connection releases the lock.
+            await lock_conn.invalidate()
+            raise
+        finally:
+            await lock_conn.close()
+
+    async def _record_skipped(self, trigger: str, started: float) -> RunSummary:
+        now = datetime.now(UTC)
+        summary = RunSummary(
+            id=0,
+            status="skipped",
+            trigger=trigger,
+            started_at=now,
+            error="already running: another sync run holds the lock",
+        )
+        async with self._container.engine.begin() as conn:
+            summary.id = await self._insert_run(conn, summary)
+        await self._finish(summary, started)
+        return summary
+
+    @staticmethod
+    async def _insert_run(conn: AsyncConnection, summary: RunSummary) -> int:
+        row = await conn.execute(
+            INSERT_RUN,
+            {
+                "status": summary.status,
+                "trigger": summary.trigger,
+                "error": summary.error,
+                "started_at": summary.started_at,
+            },
+        )
+        return int(row.scalar_one())
+
+    async def _finish(self, summary: RunSummary, started: float) -> None:
+        summary.finished_at = datetime.now(UTC)
+        summary.duration_ms = round((time.monotonic() - started) * 1000)
+        async with self._container.engine.begin() as conn:
+            await conn.execute(
+                FINISH_RUN,
+                {
+                    "id": summary.id,
+                    "status": summary.status,
+                    "pending_at_start": summary.pending_at_start,
+                    "sent": summary.sent,
+                    "acknowledged": summary.acknowledged,
+                    "rejected": summary.rejected,
+                    "failed": summary.failed,
+                    "retries": summary.retries,
+                    "error": summary.error,
+                    "finished_at": summary.finished_at,
+                    "duration_ms": summary.duration_ms,
+                },
+            )
+
+    async def _locked_run(
+        self, trigger: str, started: float, on_progress: Progress | None
+    ) -> RunSummary:
+        summary = RunSummary(id=0, status="running", trigger=trigger, started_at=datetime.now(UTC))
+        async with self._container.engine.begin() as conn:
+            summary.id = await self._insert_run(conn, summary)
+            summary.pending_at_start = int((await conn.execute(COUNT_PENDING)).scalar_one())
+        client = SyncClient(self._container.http, self._settings, self._policy)
+        try:
+            if summary.pending_at_start > 0:
+                await self._deliver_all(client, summary, on_progress)
+        except asyncio.CancelledError:
+            summary.status = "failed"
+            summary.error = "interrupted: the run was cancelled; the next run sends the rest"
+            summary.retries = client.retries
+            await asyncio.shield(self._finish(summary, started))
+            raise
+        except SyncAborted as exc:
+            summary.status = "failed"
+            summary.error = str(exc)
+        summary.retries = client.retries
+        if summary.status == "running":
+            summary.status, summary.error = self._verdict(summary)
+        await self._finish(summary, started)
+        return summary
+
+    @staticmethod
+    def _verdict(summary: RunSummary) -> tuple[str, str | None]:
+        if summary.failed == 0 and summary.rejected == 0:
+            return "succeeded", None
+        problems: list[str] = []
+        if summary.failed:
+            problems.append(
+                f"{summary.failed} products not delivered ({summary.last_failure}); "
+                "they stay pending for the next run"
+            )
+        if summary.rejected:
+            problems.append(
+                f"{summary.rejected} products rejected by the external API "
+                "(see sync_rejections); skipped until they change"
+            )
+        return ("partial" if summary.acknowledged else "failed"), "; ".join(problems)
+
+    async def _batches(self) -> AsyncIterator[Batch]:
+        after = 0
+        limit = self._settings.sync_batch_size
+        while True:
+            async with self._container.engine.connect() as conn:
+                row = (await conn.execute(NEXT_BATCH, {"after": after, "limit": limit})).one()
+            last_id, barcodes, versions, items = row
+            if last_id is None:
+                return
+            after = int(last_id)
+            yield Batch(list(barcodes), [int(v) for v in versions], list(items))
+            if len(barcodes) < limit:
+                return
+
+    async def _deliver_all(
+        self, client: SyncClient, summary: RunSummary, on_progress: Progress | None
+    ) -> None:
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self._concurrency)
+
+        async def produce() -> None:
+            async for batch in self._batches():
+                await queue.put(batch)
+            for _ in range(self._concurrency):
+                await queue.put(None)
+
+        async def consume() -> None:
+            while (batch := await queue.get()) is not None:
+                summary.sent += len(batch)
+                await self._deliver(client, batch, summary)
+                summary.retries = client.retries
+                if on_progress is not None:
+                    on_progress(summary)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(produce())
+                for _ in range(self._concurrency):
+                    group.create_task(consume())
+        except* SyncAborted as aborted:
+            raise aborted.exceptions[0] from None
+
+    async def _deliver(self, client: SyncClient, batch: Batch, summary: RunSummary) -> None:
+        outcome = await client.send(batch.body(), batch.idempotency_key())
+        if isinstance(outcome, Delivered):
+            async with self._container.engine.begin() as conn:
+                await conn.execute(
+                    MARK_SYNCED, {"barcodes": batch.barcodes, "versions": batch.versions}
+                )
+            summary.acknowledged += len(batch)
+        elif isinstance(outcome, Undelivered):
+            summary.failed += len(batch)
+            summary.last_failure = outcome.error
+        else:
+            if len(batch) == 1:
+                async with self._container.engine.begin() as conn:
+                    await conn.execute(
+                        RECORD_REJECTION,
+                        {
+                            "barcode": batch.barcodes[0],
+                            "version": batch.versions[0],
+                            "status_code": outcome.status_code,
+                            "excerpt": outcome.excerpt,
+                        },
+                    )
+                summary.rejected += 1
+            else:
+                for half in batch.halves():
+                    await self._deliver(client, half, summary)

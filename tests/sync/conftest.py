@@ -1,0 +1,98 @@
+"""Sync fixtures: the stand-in external API, sender settings, products inserted by SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from ekimo.container import Container
+from ekimo.settings import Settings
+from ekimo.sync.client import RetryPolicy
+from ekimo.sync.service import SyncService
+from tests.sync.fake_api import FakeApi
+
+# Fast retries and a short client timeout: the fault tests finish in well under a second each.
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_retry_after=5.0, timeout=0.5)
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeApi]:
+    api = FakeApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest.fixture
+def sync_settings(container: Container, fake_api: FakeApi) -> Settings:
+    return container.settings.with_values(
+        sync_base_url=fake_api.url,
+        sync_username="ekimo",
+        sync_password="secret",
+        sync_batch_size=10,
+        sync_max_attempts=4,
+    )
+
+
+def make_service(
+    container: Container, settings: Settings, *, concurrency: int = 2, policy: RetryPolicy = FAST
+) -> SyncService:
+    return SyncService(container, settings=settings, policy=policy, concurrency=concurrency)
+
+
+@pytest.fixture
+def service(container: Container, sync_settings: Settings) -> SyncService:
+    return make_service(container, sync_settings)
+
+
+def barcode(n: int) -> str:
+    return f"{n:013d}"
+
+
+async def insert_products(container: Container, count: int, start: int = 1) -> list[str]:
+    """`count` pending products (version 1, never synced), barcodes from `barcode(start)`."""
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO products (barcode, name, price, quantity, last_updated,
+                                      version, synced_version, created_at, updated_at)
+                SELECT lpad(g::text, 13, '0'), 'Product ' || g, g * 1.25, g * 0.5,
+                       timestamptz '2025-01-02 03:04:05.123456+00' + g * interval '1 second',
+                       1, 0, now(), now()
+                FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) g
+                """
+            ),
+            {"start": start, "stop": start + count - 1},
+        )
+    return [barcode(n) for n in range(start, start + count)]
+
+
+async def touch_product(container: Container, code: str, name: str) -> None:
+    """An edit, as the import makes it: new data, version + 1."""
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE products SET name = :name, version = version + 1, updated_at = now() "
+                "WHERE barcode = :barcode"
+            ),
+            {"name": name, "barcode": code},
+        )
+
+
+async def versions(container: Container) -> dict[str, tuple[int, int]]:
+    """barcode -> (version, synced_version)."""
+    async with container.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT barcode, version, synced_version FROM products"))
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+async def pending(container: Container) -> set[str]:
+    return {b for b, (v, s) in (await versions(container)).items() if v > s}
+
+
+@pytest.fixture
+def container_settings_without_credentials(sync_settings: Settings) -> Settings:
+    return sync_settings.with_values(sync_username=None, sync_password=None)
