@@ -1,7 +1,7 @@
 """Every table of every domain, registered on one metadata (for Alembic)."""
 
-from ekimo.products.models import Product
+from ekimo.products.models import Import, Product
 from ekimo.sync.models import SyncRun
 from ekimo.users.models import User
 
-__all__ = ["Product", "SyncRun", "User"]
+__all__ = ["Import", "Product", "SyncRun", "User"]

@@ -1,10 +1,129 @@
+"""`ekimo import FILE`: the same import service as `PUT /products`, from a terminal."""
+
 from __future__ import annotations
 
+import json
+import sys
+from contextlib import ExitStack
 from pathlib import Path
+from typing import IO, Annotated, Literal
 
-from ekimo.console import fail
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ekimo.console import console, errors, fail, run_in_container
+from ekimo.container import Container
+from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
+from ekimo.products.readers import FileProblem
+
+EXIT_REJECTED = 1
+EXIT_UNREADABLE = 2
+ERRORS_SHOWN = 20
 
 
-def import_command(file: Path) -> None:
-    """Import products from a CSV or XLSX file."""
-    raise fail("not implemented yet")
+def import_command(
+    file: Annotated[str, typer.Argument(help="A .csv or .xlsx file; - reads CSV from stdin.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and count; write nothing.")
+    ] = False,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="reject: any invalid row rejects the file; skip: import the valid rows.",
+        ),
+    ] = "reject",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import products from a CSV or XLSX file.
+
+    Exit status: 0 applied or validated, 1 rejected, 2 unreadable file or bad usage.
+    """
+    if on_error not in ("reject", "skip"):
+        raise fail(f"--on-error must be reject or skip, not {on_error!r}")
+    mode: Literal["reject", "skip"] = "skip" if on_error == "skip" else "reject"
+    options = ImportOptions(dry_run=dry_run, on_error=mode)
+    with ExitStack() as stack:
+        stream: IO[bytes]
+        if file == "-":
+            filename, stream = "stdin.csv", sys.stdin.buffer
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise fail(f"{file}: no such file")
+            filename = path.name
+            try:
+                stream = stack.enter_context(path.open("rb"))
+            except OSError as exc:
+                raise fail(f"{file}: {exc.strerror}") from None
+        outcome = run_in_container(lambda c: _run(c, stream, filename, options, as_json))
+    if isinstance(outcome, FileProblem | ImportFailed):
+        if as_json and isinstance(outcome, ImportFailed) and outcome.report is not None:
+            print(json.dumps(outcome.report.to_dict() | {"detail": outcome.message}))
+        raise fail(f"{filename}: {outcome.message}", code=EXIT_UNREADABLE)
+    if as_json:
+        print(json.dumps(outcome.to_dict()))
+    else:
+        _print_report(outcome)
+    if outcome.status == "rejected":
+        raise typer.Exit(EXIT_REJECTED)
+
+
+async def _run(
+    container: Container, stream: IO[bytes], filename: str, options: ImportOptions, as_json: bool
+) -> ImportReport | ImportFailed | FileProblem:
+    show_progress = console.is_terminal and not as_json
+    bar = Progress(
+        TextColumn("importing"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    )
+    task = bar.add_task("rows", total=None)
+    with bar:
+        try:
+            return await ImportService(container).run(
+                stream,
+                filename,
+                options,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+        except (ImportFailed, FileProblem) as exc:
+            return exc
+
+
+def _print_report(report: ImportReport) -> None:
+    table = Table(title=f"import of {report.filename}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("status", report.status + (" (dry run)" if report.dry_run else ""))
+    for label, value in (
+        ("rows", report.rows),
+        ("created", report.created),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+    ):
+        table.add_row(label, f"{value:,}")
+    table.add_row("time", f"{report.duration_ms / 1000:.1f} s")
+    if report.import_id is not None:
+        table.add_row("import id", str(report.import_id))
+    console.print(table)
+    for warning in report.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for error in report.errors[:ERRORS_SHOWN]:
+        where = f"row {error['row']}" if error["row"] is not None else "file"
+        column = f" {error['column']}" if error["column"] else ""
+        value = f" ({error['value']!r})" if error["value"] not in (None, "") else ""
+        errors.print(f"{where}{column}{value}: {error['message']}", highlight=False, markup=False)
+    if report.errors_total > ERRORS_SHOWN:
+        errors.print(f"…and {report.errors_total - ERRORS_SHOWN:,} more", highlight=False)
+    if report.status == "rejected":
+        errors.print(
+            "nothing was written: fix these rows, or pass --on-error skip to import the valid ones",
+            highlight=False,
+        )

@@ -1,5 +1,194 @@
+"""PUT /products: import a CSV or XLSX file (multipart field `file`)."""
+
 from __future__ import annotations
 
-from litestar.types import ControllerRouterHandler
+import tempfile
+from typing import IO, Any, Literal
 
-routes: list[ControllerRouterHandler] = []
+from litestar import Request, put
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
+from litestar.openapi.spec import Example
+from litestar.params import Parameter
+from litestar.plugins.problem_details import ProblemDetailsException
+from litestar.types import ControllerRouterHandler
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ekimo.container import Container
+from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
+from ekimo.products.readers import FileProblem
+
+SPOOL_IN_MEMORY = 4 * 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class _Upload:
+    """Streams a multipart body to a spooled temporary file, counting the file's bytes."""
+
+    def __init__(self, boundary: bytes, limit: int) -> None:
+        self.limit = limit
+        self.file: IO[bytes] | None = None
+        self.filename: str | None = None
+        self.size = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self._target: IO[bytes] | None = None
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+        )
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._target = None
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field = self._value = b""
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if params.get(b"name") == b"file" and self.file is None:
+            self.filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+            self._target = self.file
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._target is None:
+            return
+        self.size += end - start
+        if self.size > self.limit:
+            raise _TooLarge
+        self._target.write(data[start:end])
+
+    def _part_end(self) -> None:
+        self._target = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(limit_mb: int) -> HTTPException:
+    return HTTPException(
+        status_code=413,
+        detail=f"the file is larger than the {limit_mb} MB upload limit (MAX_UPLOAD_MB): "
+        "split it, or import it with the `ekimo import` command",
+    )
+
+
+async def _receive_file(request: Request[Any, Any, Any], container: Container) -> _Upload:
+    settings = container.settings
+    limit = settings.max_upload_bytes
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise HTTPException(
+            status_code=400,
+            detail="send the file as multipart/form-data in a field named `file`",
+        )
+    announced = request.headers.get("content-length")
+    if announced and announced.isdigit() and int(announced) > limit + MULTIPART_OVERHEAD:
+        raise _too_large(settings.max_upload_mb)
+    upload = _Upload(boundary, limit)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                upload.parser.write(chunk)
+        upload.parser.finalize()
+    except _TooLarge:
+        if upload.file is not None:
+            upload.file.close()
+        raise _too_large(settings.max_upload_mb) from None
+    except Exception as exc:
+        if upload.file is not None:
+            upload.file.close()
+        if isinstance(exc, HTTPException):
+            raise
+        raise HTTPException(status_code=400, detail=f"malformed multipart body: {exc}") from None
+    if upload.file is None:
+        raise HTTPException(
+            status_code=400, detail="no file: send it in a multipart field named `file`"
+        )
+    upload.file.seek(0)
+    return upload
+
+
+@put(
+    "/products",
+    summary="Import products from a CSV or XLSX file",
+    description=(
+        "Multipart upload, field `file` (.csv or .xlsx). Every row is validated; with "
+        "`on_error=reject` (default) any invalid row rejects the whole file (422, nothing "
+        "written), with `skip` the valid rows are applied and the invalid ones reported. "
+        "`dry_run=true` validates and counts without writing. One transaction per import."
+    ),
+    tags=["products"],
+    request_max_body_size=None,
+    status_code=200,
+    responses=None,
+)
+async def import_products(
+    request: Request[Any, Any, Any],
+    container: NamedDependency[Container],
+    dry_run: bool = Parameter(default=False, description="Validate and count, write nothing."),
+    on_error: Literal["reject", "skip"] = Parameter(
+        default="reject",
+        description="reject: any invalid row → 422; skip: apply the valid rows.",
+        examples=[Example(value="reject"), Example(value="skip")],
+    ),
+) -> ImportReport:
+    upload = await _receive_file(request, container)
+    assert upload.file is not None
+    scope: dict[str, Any] = dict(request.scope)
+    user_id = getattr(scope.get("user"), "id", None)
+    try:
+        report = await ImportService(container).run(
+            upload.file,
+            upload.filename or "",
+            ImportOptions(dry_run=dry_run, on_error=on_error),
+            user_id=user_id if isinstance(user_id, int) else None,
+        )
+    except FileProblem as problem:
+        raise ProblemDetailsException(status_code=problem.status, detail=problem.message) from None
+    except ImportFailed as failed:
+        extra = failed.report.to_dict() if failed.report is not None else None
+        raise ProblemDetailsException(
+            status_code=failed.status, detail=failed.message, extra=extra
+        ) from None
+    finally:
+        upload.file.close()
+    if report.status == "rejected":
+        raise ProblemDetailsException(
+            status_code=422,
+            title="Import rejected",
+            detail=_rejected_detail(report),
+            extra=report.to_dict(),
+        )
+    return report
+
+
+def _rejected_detail(report: ImportReport) -> str:
+    return (
+        f"{report.rejected} of {report.rows} rows are invalid ({report.errors_total} errors); "
+        "nothing was written: fix the rows listed in `errors`, or use on_error=skip to import "
+        "the valid ones"
+    )
+
+
+routes: list[ControllerRouterHandler] = [import_products]

@@ -2,10 +2,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from advanced_alchemy.base import BigIntAuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, CheckConstraint, Index, Numeric, String, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 # Every bulk write to `products` (an import, a received sync) first takes
@@ -37,3 +48,32 @@ class Product(BigIntAuditBase):
     @property
     def state(self) -> str:
         return "pending" if self.version > self.synced_version else "synced"
+
+
+class Import(BigIntAuditBase):
+    """One import of a product file, whatever its outcome (applied, validated, rejected)."""
+
+    __tablename__ = "imports"
+
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    on_error: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[int] = mapped_column(BigInteger)
+    unchanged: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    # The first 1,000 errors ({"row", "column", "value", "message"}) and the total count.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    errors_total: Mapped[int] = mapped_column(BigInteger)
+    errors_truncated: Mapped[bool] = mapped_column(Boolean)
+    warnings: Mapped[list[str]] = mapped_column(JSONB)
+    started_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    duration_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,408 @@
+"""The import service: a CSV/XLSX file in, validated rows bulk-upserted into `products`.
+
+    report = await ImportService(container).run(stream, "products.csv", ImportOptions())
+
+The file is streamed: a worker thread reads and validates rows in batches and turns the valid
+ones into CSV text, which is COPYed (PostgreSQL parses the numbers) into a temporary staging
+table while the thread prepares the next batch. Duplicate barcodes are found in SQL on the
+staging table. Then, under `PRODUCTS_WRITE_LOCK`, one MERGE inserts new products, updates
+changed ones (version + 1) and leaves identical ones alone. All of it is one transaction; every
+import, applied or not, is recorded in `imports`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from typing import IO, Any, Literal
+
+import asyncpg  # pyright: ignore[reportMissingTypeStubs]
+import msgspec
+
+from ekimo.container import Container
+from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
+from ekimo.products.rows import KNOWN, MAX_ERRORS_KEPT, REQUIRED, ErrorLog, RowError, RowValidator
+
+OnError = Literal["reject", "skip"]
+Status = Literal["applied", "validated", "rejected"]
+Progress = Callable[[int], None]
+
+BATCH_ROWS = 8192
+# asyncpg ships no type information for its connection methods.
+Connection = Any
+
+STAGING_DDL = """
+CREATE TEMP TABLE import_staging (
+    row_no integer NOT NULL,
+    barcode text NOT NULL,
+    name text NOT NULL,
+    price numeric NOT NULL,
+    quantity numeric NOT NULL,
+    last_updated timestamptz
+) ON COMMIT DROP
+"""
+
+DUPLICATES = """
+SELECT barcode, min(row_no) AS first_row
+FROM import_staging GROUP BY barcode HAVING count(*) > 1
+"""
+
+MERGE = """
+MERGE INTO products AS p
+USING import_staging AS s ON p.barcode = s.barcode
+WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
+        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
+    THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
+        last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
+WHEN NOT MATCHED THEN
+    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
+            created_at, updated_at)
+    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
+"""
+
+RECORD = """
+INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
+    created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
+    started_at, finished_at, duration_ms, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16::jsonb,
+    $17, $18, $19, $18, $18)
+RETURNING id
+"""
+
+
+class ImportOptions(msgspec.Struct, frozen=True, kw_only=True):
+    dry_run: bool = False
+    on_error: OnError = "reject"
+
+
+class ImportReport(msgspec.Struct, kw_only=True):
+    import_id: int | None
+    filename: str
+    format: Format
+    dry_run: bool
+    status: Status
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[RowError]
+    errors_total: int
+    errors_truncated: bool
+    warnings: list[str]
+    duration_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+class ImportFailed(Exception):
+    """The file as a whole could not be imported (recorded as a rejected import)."""
+
+    def __init__(self, problem: FileProblem, report: ImportReport | None) -> None:
+        super().__init__(problem.message)
+        self.status = problem.status
+        self.message = problem.message
+        self.report = report
+
+
+def _header_key(cell: str) -> str:
+    return "_".join(cell.strip().lower().replace("-", " ").split())
+
+
+def map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Column positions of the known columns, and warnings (unknown columns)."""
+    positions: dict[str, int] = {}
+    unknown: list[str] = []
+    for index, cell in enumerate(header):
+        key = _header_key(cell)
+        if key in KNOWN:
+            if key in positions:
+                raise FileProblem(
+                    422, f"the column {key!r} appears twice in the header: keep only one"
+                )
+            positions[key] = index
+        elif key:
+            unknown.append(cell.strip())
+    missing = [c for c in REQUIRED if c not in positions]
+    if missing:
+        names = ", ".join(missing)
+        found = ", ".join(c.strip() for c in header if c.strip()) or "nothing"
+        raise FileProblem(
+            422,
+            f"missing required column{'s' if len(missing) > 1 else ''}: {names} "
+            f"(the header must name barcode, name, price and quantity; found: {found})",
+        )
+    warnings = [f"unknown column ignored: {name}" for name in unknown]
+    return positions, warnings
+
+
+class _Parsed:
+    """Reading and validation state, driven batch by batch from a worker thread."""
+
+    def __init__(self, fmt: Format, stream: IO[bytes], max_bytes: int) -> None:
+        self.errors = ErrorLog()
+        self.warnings: list[str] = []
+        self.rows = 0
+        self.sha256 = ""
+        self.source: CsvSource | XlsxSource
+        if fmt == "csv":
+            self.source = CsvSource(stream)
+            header = self.source.header()
+            header_row = 1
+        else:
+            self.source = XlsxSource(stream, max_bytes)
+            self.sha256 = self.source.sha256
+            header = self.source.header()
+            header_row = self.source.first_row
+        if header is None:
+            raise FileProblem(422, "the file is empty: the first row must be the header")
+        positions, self.warnings = map_header(header)
+        decimal_comma = isinstance(self.source, CsvSource) and self.source.delimiter == ";"
+        self.validator = RowValidator(positions, self.errors, decimal_comma=decimal_comma)
+        self._first_data_row = header_row + 1
+
+    def batches(self) -> Iterator[bytes]:
+        validator = self.validator
+        row_no = self._first_data_row
+        for batch in self.source.batches(BATCH_ROWS):
+            text = validator.batch(row_no, batch)
+            row_no += len(batch)
+            if text:
+                yield text.encode()
+        if isinstance(self.source, CsvSource):
+            self.sha256 = self.source.sha256
+        self.rows = validator.valid + self.errors.rows
+
+    @property
+    def processed(self) -> int:
+        return self.validator.valid + self.errors.rows
+
+
+async def _try_merge(conn: Connection) -> tuple[int, int] | None:
+    """(created, updated), or None when the staging table holds a barcode twice."""
+    try:
+        async with conn.transaction():
+            now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+            before: int = await conn.fetchval("SELECT count(*) FROM products")
+            touched = _merge_count(await conn.execute(MERGE, now))
+            after: int = await conn.fetchval("SELECT count(*) FROM products")
+    except (asyncpg.CardinalityViolationError, asyncpg.UniqueViolationError):
+        return None
+    return after - before, touched - (after - before)
+
+
+def _merge_count(status: str) -> int:
+    # asyncpg answers with the command tag, e.g. "MERGE 1000".
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class ImportService:
+    """Imports product files into the catalog. One instance per container is fine."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    async def run(
+        self,
+        source: IO[bytes],
+        filename: str,
+        options: ImportOptions | None = None,
+        user_id: int | None = None,
+        progress: Progress | None = None,
+    ) -> ImportReport:
+        """Validate and apply `source`; raises `FileProblem` (400) or `ImportFailed`."""
+        options = options or ImportOptions()
+        fmt = file_format(filename)
+        started = datetime.now().astimezone()
+        clock = time.perf_counter()
+        async with self.container.engine.connect() as sa_conn:
+            raw = await sa_conn.get_raw_connection()
+            conn: Connection = raw.driver_connection
+            try:
+                return await self._run(
+                    conn, source, filename, fmt, options, user_id, progress, started, clock
+                )
+            except FileProblem as problem:
+                report = _report(filename, fmt, options, "rejected", clock)
+                report.errors = [
+                    {"row": None, "column": None, "value": None, "message": problem.message}
+                ]
+                report.errors_total = 1
+                if problem.status == 422:
+                    report.import_id = await self._record(
+                        conn, report, "", options, user_id, started
+                    )
+                raise ImportFailed(problem, report) from None
+
+    async def _run(
+        self,
+        conn: Connection,
+        source: IO[bytes],
+        filename: str,
+        fmt: Format,
+        options: ImportOptions,
+        user_id: int | None,
+        progress: Progress | None,
+        started: datetime,
+        clock: float,
+    ) -> ImportReport:
+        max_bytes = self.container.settings.max_upload_bytes
+        parsed = await asyncio.to_thread(_Parsed, fmt, source, max_bytes)
+        report = _report(filename, fmt, options, "rejected", clock)
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(STAGING_DDL)
+            await conn.copy_to_table(
+                "import_staging",
+                source=_chunks(parsed, progress),
+                format="csv",
+                columns=["row_no", "barcode", "name", "price", "quantity", "last_updated"],
+            )
+            errors = parsed.errors
+            merged: tuple[int, int] | None = None
+            if not errors.total or options.on_error == "skip":
+                # Optimistic: MERGE refuses a file with a barcode twice, and only then do we
+                # spend a GROUP BY on finding the duplicates.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", PRODUCTS_WRITE_LOCK)
+                merged = await _try_merge(conn)
+            if merged is None:
+                await self._duplicates(conn, parsed, options)
+                if options.on_error == "skip":
+                    merged = await _try_merge(conn)
+            report.rows = parsed.rows
+            report.rejected = errors.rows
+            report.warnings = parsed.warnings
+            report.errors = sorted(errors.kept, key=lambda e: e["row"] or 0)[:MAX_ERRORS_KEPT]
+            report.errors_total = errors.total
+            report.errors_truncated = errors.total > len(report.errors)
+            if merged is None:
+                await transaction.rollback()
+            else:
+                report.created, report.updated = merged
+                report.unchanged = parsed.rows - report.rejected - sum(merged)
+                if options.dry_run:
+                    report.status = "validated"
+                    await transaction.rollback()
+                else:
+                    report.status = "applied"
+                    report.duration_ms = _elapsed(clock)
+                    report.import_id = await self._record(
+                        conn, report, parsed.sha256, options, user_id, started
+                    )
+                    await transaction.commit()
+                    return report
+        except BaseException:
+            if not conn.is_closed():
+                await transaction.rollback()
+            raise
+        report.duration_ms = _elapsed(clock)
+        report.import_id = await self._record(
+            conn, report, parsed.sha256, options, user_id, started
+        )
+        return report
+
+    async def _duplicates(self, conn: Connection, parsed: _Parsed, options: ImportOptions) -> None:
+        """Report (and, when skipping, drop) every later row of a barcode seen before."""
+        found = await conn.fetch(
+            f"SELECT s.row_no, s.barcode, d.first_row FROM import_staging s "  # noqa: S608
+            f"JOIN ({DUPLICATES}) d USING (barcode) WHERE s.row_no > d.first_row "
+            f"ORDER BY s.row_no LIMIT {MAX_ERRORS_KEPT + 1}"
+        )
+        if not found:
+            return
+        total: int = await conn.fetchval(
+            f"SELECT count(*) FROM import_staging s JOIN ({DUPLICATES}) d "  # noqa: S608
+            "USING (barcode) WHERE s.row_no > d.first_row"
+        )
+        errors = parsed.errors
+        for record in found[:MAX_ERRORS_KEPT]:
+            message = f"barcode {record['barcode']} already appears on row {record['first_row']}"
+            errors.add(record["row_no"], "barcode", record["barcode"], message)
+        # The rest are counted without being kept.
+        extra = total - min(len(found), MAX_ERRORS_KEPT)
+        errors.total += extra
+        errors.rows += extra
+        if options.on_error == "skip":
+            await conn.execute(
+                f"DELETE FROM import_staging s USING ({DUPLICATES}) d "  # noqa: S608
+                "WHERE s.barcode = d.barcode AND s.row_no > d.first_row"
+            )
+
+    async def _record(
+        self,
+        conn: Connection,
+        report: ImportReport,
+        sha256: str,
+        options: ImportOptions,
+        user_id: int | None,
+        started: datetime,
+    ) -> int:
+        finished = datetime.now().astimezone()
+        import_id: int = await conn.fetchval(
+            RECORD,
+            user_id,
+            report.filename[:255],
+            report.format,
+            sha256,
+            report.dry_run,
+            options.on_error,
+            report.status,
+            report.rows,
+            report.created,
+            report.updated,
+            report.unchanged,
+            report.rejected,
+            json.dumps(report.errors),
+            report.errors_total,
+            report.errors_truncated,
+            json.dumps(report.warnings),
+            started,
+            finished,
+            report.duration_ms,
+        )
+        return import_id
+
+
+def _report(
+    filename: str, fmt: Format, options: ImportOptions, status: Status, clock: float
+) -> ImportReport:
+    return ImportReport(
+        import_id=None,
+        filename=filename,
+        format=fmt,
+        dry_run=options.dry_run,
+        status=status,
+        rows=0,
+        created=0,
+        updated=0,
+        unchanged=0,
+        rejected=0,
+        errors=[],
+        errors_total=0,
+        errors_truncated=False,
+        warnings=[],
+        duration_ms=_elapsed(clock),
+    )
+
+
+def _elapsed(clock: float) -> int:
+    return round((time.perf_counter() - clock) * 1000)
+
+
+async def _chunks(parsed: _Parsed, progress: Progress | None) -> AsyncIterator[bytes]:
+    """Batches of COPY data, prepared in a thread while PostgreSQL takes the previous one."""
+    batches = parsed.batches()
+    sentinel = b""
+    while True:
+        chunk = await asyncio.to_thread(next, batches, sentinel)
+        if progress is not None:
+            progress(parsed.processed)
+        if chunk is sentinel:
+            return
+        yield chunk
