@@ -96,3 +96,14 @@ async def pending(container: Container) -> set[str]:
 @pytest.fixture
 def container_settings_without_credentials(sync_settings: Settings) -> Settings:
     return sync_settings.with_values(sync_username=None, sync_password=None)
+
+
+def accounts_available() -> bool:
+    from ekimo.users.controller import routes
+
+    return bool(routes)
+
+
+needs_accounts = pytest.mark.skipif(
+    not accounts_available(), reason="needs the accounts issue (POST /users, POST /auth)"
+)

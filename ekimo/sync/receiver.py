@@ -1,0 +1,255 @@
+"""ekimo as the external API: `POST /products` validates every item, then one bulk upsert.
+
+Accepts the sender's shape (decimal strings, ISO 8601) and the prototype's (barcode as an
+integer, numbers, extra fields ignored). The latest `last_updated` wins; received products are
+stored as already synced, so a sync to itself ends with nothing pending and no echo.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ekimo.products.models import PRODUCTS_WRITE_LOCK
+
+MAX_ITEMS = 10_000
+MAX_REPORTED_ERRORS = 20
+_BARCODE = re.compile(r"[0-9]{1,14}")
+_CENT = Decimal("0.01")
+_MILLI = Decimal("0.001")
+_PRICE_LIMIT = Decimal(10) ** 12  # Numeric(14, 2): 12 digits before the point
+_QUANTITY_LIMIT = Decimal(10) ** 12  # Numeric(15, 3): 12 digits before the point
+
+
+class IncomingProduct(msgspec.Struct, forbid_unknown_fields=False):
+    barcode: str | int
+    name: str
+    price: str | int | float
+    quantity: str | int | float
+    last_updated: str
+
+
+class IncomingProducts(msgspec.Struct, forbid_unknown_fields=False):
+    products: list[IncomingProduct]
+
+
+class _CountOnly(msgspec.Struct, forbid_unknown_fields=False):
+    products: list[msgspec.Raw]
+
+
+class ReceiveResult(msgspec.Struct):
+    received: int
+    created: int
+    updated: int
+    unchanged: int
+    stale: int
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int | None
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+    def describe(self) -> str:
+        where = "body"
+        if self.index is not None:
+            where = f"products[{self.index}]" + (f".{self.field}" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+class InvalidPayload(Exception):
+    """Nothing was applied; `errors` names each item and field to fix."""
+
+    def __init__(self, errors: list[ItemError]) -> None:
+        super().__init__(errors[0].describe())
+        self.errors = errors
+
+
+class TooManyItems(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} products in one request; send at most {MAX_ITEMS} per request")
+        self.count = count
+
+
+_PATH = re.compile(r"^\$\.products\[(\d+)\](?:\.(\w+))?")
+
+
+def _decode_error(exc: msgspec.DecodeError) -> ItemError:
+    message = str(exc)
+    text_part, sep, path = message.rpartition(" - at `")
+    if not sep:
+        return ItemError(None, None, message)
+    match = _PATH.match(path.rstrip("`"))
+    if match is None:
+        return ItemError(None, None, f"{text_part} at {path.rstrip('`')}")
+    index, field = int(match.group(1)), match.group(2)
+    missing = re.match(r"Object missing required field `(\w+)`", text_part)
+    if field is None and missing:
+        return ItemError(index, missing.group(1), "required field missing")
+    return ItemError(index, field, text_part)
+
+
+@dataclass(frozen=True)
+class Rows:
+    barcodes: list[str]
+    names: list[str]
+    prices: list[Decimal]
+    quantities: list[Decimal]
+    stamps: list[datetime]
+
+
+def _number(value: str | int | float, unit: Decimal, limit: Decimal, places: int) -> Decimal:
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    if number < 0:
+        raise ValueError(f"{value!r} is negative; must be 0 or more")
+    if number >= limit:
+        raise ValueError(f"{value!r} is too large (at most 12 digits before the point)")
+    if number.quantize(unit) != number:
+        raise ValueError(f"{value!r} has more than {places} decimal places")
+    return number
+
+
+def _stamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 date-time (e.g. 2025-01-31T12:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)  # naive means UTC
+    return parsed.astimezone(UTC)
+
+
+def parse(body: bytes) -> Rows:
+    """Decode and validate everything; raises `InvalidPayload` or `TooManyItems`."""
+    try:
+        count = len(msgspec.json.decode(body, type=_CountOnly).products)
+    except msgspec.DecodeError as exc:
+        raise InvalidPayload([_decode_error(exc)]) from None
+    if count > MAX_ITEMS:
+        raise TooManyItems(count)
+    try:
+        payload = msgspec.json.decode(body, type=IncomingProducts)
+    except msgspec.DecodeError as exc:
+        raise InvalidPayload([_decode_error(exc)]) from None
+
+    errors: list[ItemError] = []
+    rows = Rows([], [], [], [], [])
+    seen: dict[str, int] = {}
+    for index, item in enumerate(payload.products):
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+        field = "barcode"
+        try:
+            raw_barcode = item.barcode
+            barcode = str(raw_barcode) if isinstance(raw_barcode, int) else raw_barcode.strip()
+            if not _BARCODE.fullmatch(barcode):
+                raise ValueError(f"{raw_barcode!r} must be 1 to 14 digits")
+            if barcode in seen:
+                raise ValueError(
+                    f"{barcode} appears twice (also products[{seen[barcode]}]); "
+                    "send each barcode once per request"
+                )
+            field = "name"
+            name = item.name.strip()
+            if not 1 <= len(name) <= 255:
+                raise ValueError("must be 1 to 255 characters (after trimming spaces)")
+            field = "price"
+            price = _number(item.price, _CENT, _PRICE_LIMIT, 2)
+            field = "quantity"
+            quantity = _number(item.quantity, _MILLI, _QUANTITY_LIMIT, 3)
+            field = "last_updated"
+            stamp = _stamp(item.last_updated)
+        except ValueError as exc:
+            errors.append(ItemError(index, field, str(exc)))
+            continue
+        seen[barcode] = index
+        rows.barcodes.append(barcode)
+        rows.names.append(name)
+        rows.prices.append(price)
+        rows.quantities.append(quantity)
+        rows.stamps.append(stamp)
+    if errors:
+        raise InvalidPayload(errors)
+    return rows
+
+
+# Counts come from the snapshot before the write (stale) and from what the write returned.
+UPSERT = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM unnest(CAST(:barcodes AS text[]), CAST(:names AS text[]),
+                             CAST(:prices AS numeric[]), CAST(:quantities AS numeric[]),
+                             CAST(:stamps AS timestamptz[]))
+            AS t(barcode, name, price, quantity, last_updated)
+    ),
+    stale AS (
+        SELECT count(*) AS n FROM incoming i JOIN products p ON p.barcode = i.barcode
+        WHERE i.last_updated < p.last_updated
+    ),
+    written AS (
+        INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
+                                   version, synced_version, created_at, updated_at)
+        SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
+        ON CONFLICT (barcode) DO UPDATE
+        SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
+            last_updated = EXCLUDED.last_updated, version = p.version + 1,
+            synced_version = p.version + 1, updated_at = now()
+        WHERE EXCLUDED.last_updated >= p.last_updated
+          AND (p.name, p.price, p.quantity, p.last_updated)
+              IS DISTINCT FROM
+              (EXCLUDED.name, EXCLUDED.price, EXCLUDED.quantity, EXCLUDED.last_updated)
+        RETURNING (xmax = 0) AS created
+    )
+    SELECT (SELECT count(*) FILTER (WHERE created) FROM written),
+           (SELECT count(*) FILTER (WHERE NOT created) FROM written),
+           (SELECT n FROM stale)
+    """
+)
+
+
+async def receive(session: AsyncSession, body: bytes) -> ReceiveResult:
+    """Validate all of `body`, then apply it in one transaction under the products lock."""
+    rows = parse(body)
+    received = len(rows.barcodes)
+    if received == 0:
+        return ReceiveResult(received=0, created=0, updated=0, unchanged=0, stale=0)
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PRODUCTS_WRITE_LOCK})
+    created, updated, stale = (
+        await session.execute(
+            UPSERT,
+            {
+                "barcodes": rows.barcodes,
+                "names": rows.names,
+                "prices": rows.prices,
+                "quantities": rows.quantities,
+                "stamps": rows.stamps,
+            },
+        )
+    ).one()
+    await session.commit()
+    created, updated, stale = int(created), int(updated), int(stale)
+    return ReceiveResult(
+        received=received,
+        created=created,
+        updated=updated,
+        unchanged=received - created - updated - stale,
+        stale=stale,
+    )

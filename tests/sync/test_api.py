@@ -1,0 +1,119 @@
+"""The sync API: start a run on the worker, list runs, one run, status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from ekimo.container import Container
+from ekimo.settings import Settings
+from ekimo.sync.service import SyncService
+from ekimo.worker import create_worker
+from tests.sync.conftest import insert_products, make_service, needs_accounts
+
+pytestmark = needs_accounts
+
+
+async def test_sync_routes_need_a_token(client: AsyncTestClient[Any]) -> None:
+    for method, path in [
+        ("POST", "/sync"),
+        ("GET", "/sync/runs"),
+        ("GET", "/sync/runs/1"),
+        ("GET", "/sync/status"),
+        ("POST", "/products"),
+    ]:
+        response = await client.request(method, path)
+        assert response.status_code == 401, (method, path, response.text)
+
+
+async def test_runs_are_listed_newest_first_and_paginated(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    ids = [(await SyncService(container).run("test")).id for _ in range(3)]
+
+    page = await client.get("/sync/runs", params={"limit": 2}, headers=auth_headers)
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert (body["total"], body["limit"], body["offset"]) == (3, 2, 0)
+    assert [r["id"] for r in body["items"]] == [ids[2], ids[1]]
+    assert body["items"][0]["status"] == "succeeded"
+    assert body["items"][0]["trigger"] == "test"
+
+    rest = await client.get("/sync/runs", params={"offset": 2}, headers=auth_headers)
+    assert [r["id"] for r in rest.json()["items"]] == [ids[0]]
+
+    bad = await client.get("/sync/runs", params={"limit": 0}, headers=auth_headers)
+    assert bad.status_code == 400
+    assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_one_run_and_404(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    run = await SyncService(container).run("test")
+    found = await client.get(f"/sync/runs/{run.id}", headers=auth_headers)
+    assert found.status_code == 200
+    assert found.json()["id"] == run.id
+    assert found.json()["duration_ms"] is not None
+
+    missing = await client.get("/sync/runs/999999", headers=auth_headers)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert "999999" in missing.json()["detail"]
+
+
+async def test_status_counts_pending_and_shows_the_last_run(
+    container: Container,
+    client: AsyncTestClient[Any],
+    auth_headers: dict[str, str],
+    sync_settings: Settings,
+) -> None:
+    empty = await client.get("/sync/status", headers=auth_headers)
+    assert empty.json() == {"pending": 0, "last_run": None}
+
+    await insert_products(container, 12)
+    status = await client.get("/sync/status", headers=auth_headers)
+    assert status.json()["pending"] == 12
+
+    run = await make_service(container, sync_settings).run("test")
+    after = (await client.get("/sync/status", headers=auth_headers)).json()
+    assert after["pending"] == 0
+    assert after["last_run"]["id"] == run.id
+    assert after["last_run"]["acknowledged"] == 12
+
+
+async def test_post_sync_runs_the_job_on_the_worker(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    worker = create_worker(container, handle_signals=False)
+    task = asyncio.create_task(worker.start())
+    try:
+        accepted = await client.post("/sync", headers=auth_headers)
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["job_id"]
+
+        deadline = time.monotonic() + 20
+        row = None
+        while time.monotonic() < deadline:
+            async with container.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT status FROM sync_runs WHERE trigger = 'api' AND finished_at "
+                            "IS NOT NULL"
+                        )
+                    )
+                ).first()
+            if row is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert row is not None, "the queued sync never ran"
+        assert row[0] == "succeeded"  # nothing pending
+    finally:
+        await worker.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

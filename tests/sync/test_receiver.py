@@ -1,0 +1,164 @@
+"""POST /products: ekimo as the external API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from ekimo.container import Container
+from tests.sync.conftest import needs_accounts, versions
+
+pytestmark = needs_accounts
+
+
+def item(barcode: str = "4006381333931", **changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "barcode": barcode,
+        "name": "Pencil",
+        "price": "1.20",
+        "quantity": "10.000",
+        "last_updated": "2025-03-01T10:00:00Z",
+    }
+    base.update(changes)
+    return base
+
+
+async def post(
+    client: AsyncTestClient[Any], headers: dict[str, str], *items: dict[str, Any]
+) -> Any:
+    return await client.post("/products", json={"products": list(items)}, headers=headers)
+
+
+async def test_received_products_are_created_and_stored_as_synced(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    response = await post(client, auth_headers, item("1"), item("2", name="  Eraser "))
+    assert response.status_code == 201, response.text
+    assert response.json() == {
+        "received": 2,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "stale": 0,
+    }
+    assert await versions(container) == {"1": (1, 1), "2": (1, 1)}
+
+
+async def test_prototype_shape_is_accepted(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    prototype = {
+        "id": 17,
+        "barcode": 4006381333931,
+        "name": "Pencil",
+        "price": 1.2,
+        "quantity": 10,
+        "last_updated": "2025-03-01 10:00:00",
+        "is_synched": False,
+    }
+    response = await client.post("/products", json={"products": [prototype]}, headers=auth_headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["created"] == 1
+    # The same product in the sender's shape is identical: naive time is UTC.
+    again = await post(client, auth_headers, item())
+    assert again.json() == {"received": 1, "created": 0, "updated": 0, "unchanged": 1, "stale": 0}
+
+
+async def test_latest_last_updated_wins(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    await post(client, auth_headers, item("1"), item("2"), item("3"))
+    response = await post(
+        client,
+        auth_headers,
+        item("1"),  # identical
+        item("2", price="1.5", last_updated="2025-03-02T10:00:00+00:00"),  # newer
+        item("3", price="9", last_updated="2025-02-01T10:00:00Z"),  # older
+        item("4"),  # new
+    )
+    assert response.json() == {
+        "received": 4,
+        "created": 1,
+        "updated": 1,
+        "unchanged": 1,
+        "stale": 1,
+    }
+    assert await versions(container) == {"1": (1, 1), "2": (2, 2), "3": (1, 1), "4": (1, 1)}
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"barcode": "12a"}, "barcode"),
+        ({"barcode": "123456789012345"}, "barcode"),
+        ({"barcode": -5}, "barcode"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 256}, "name"),
+        ({"price": "-1"}, "price"),
+        ({"price": "1.234"}, "price"),
+        ({"price": "1e13"}, "price"),
+        ({"price": "cheap"}, "price"),
+        ({"price": None}, "price"),
+        ({"quantity": "0.0001"}, "quantity"),
+        ({"last_updated": "yesterday"}, "last_updated"),
+        ({"name": 5}, "name"),
+    ],
+)
+async def test_invalid_item_is_named_and_nothing_applied(
+    container: Container,
+    client: AsyncTestClient[Any],
+    auth_headers: dict[str, str],
+    bad: dict[str, Any],
+    field: str,
+) -> None:
+    response = await post(client, auth_headers, item("1"), {**item("2"), **bad})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert f"products[1].{field}" in problem["detail"]
+    assert problem["errors"][0]["index"] == 1
+    assert problem["errors"][0]["field"] == field
+    assert await versions(container) == {}  # the valid item was not applied either
+
+
+async def test_missing_field_and_bad_json(
+    client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    no_name = item()
+    del no_name["name"]
+    response = await post(client, auth_headers, item("1"), no_name)
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {
+        "index": 1,
+        "field": "name",
+        "message": "required field missing",
+    }
+    garbage = await client.post(
+        "/products",
+        content=b"{not json",
+        headers={**auth_headers, "Content-Type": "application/json"},
+    )
+    assert garbage.status_code == 422
+    assert garbage.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_duplicate_barcodes_are_refused(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    response = await post(client, auth_headers, item("1"), item("2"), item("1", name="Other"))
+    assert response.status_code == 422
+    assert "products[2].barcode" in response.json()["detail"]
+    assert "products[0]" in response.json()["detail"]
+    assert await versions(container) == {}
+
+
+async def test_more_than_10000_items_is_413(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    items = [item(str(n)) for n in range(10_001)]
+    response = await post(client, auth_headers, *items)
+    assert response.status_code == 413
+    assert "10000" in response.json()["detail"]
+    assert await versions(container) == {}
