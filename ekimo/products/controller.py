@@ -84,8 +84,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _too_large(limit_mb: int) -> HTTPException:
-    return HTTPException(
+def _too_large(limit_mb: int) -> ProblemDetailsException:
+    return ProblemDetailsException(
         status_code=413,
         detail=f"the file is larger than the {limit_mb} MB upload limit (MAX_UPLOAD_MB): "
         "split it, or import it with the `ekimo import` command",
@@ -98,7 +98,7 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise HTTPException(
+        raise ProblemDetailsException(
             status_code=400,
             detail="send the file as multipart/form-data in a field named `file`",
         )
@@ -120,9 +120,11 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
             upload.file.close()
         if isinstance(exc, HTTPException):
             raise
-        raise HTTPException(status_code=400, detail=f"malformed multipart body: {exc}") from None
+        raise ProblemDetailsException(
+            status_code=400, detail=f"malformed multipart body: {exc}"
+        ) from None
     if upload.file is None:
-        raise HTTPException(
+        raise ProblemDetailsException(
             status_code=400, detail="no file: send it in a multipart field named `file`"
         )
     upload.file.seek(0)
