@@ -95,7 +95,8 @@ class SyncClient:
         self._policy = policy
         self._token: str | None = None
         self._token_expires = 0.0
-        self._token_fresh = False  # fetched for the request being made
+        # Batches go out concurrently; they share one token and one fetch of it.
+        self._token_lock = asyncio.Lock()
         self.retries = 0
 
     async def _post(
@@ -115,10 +116,21 @@ class SyncClient:
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout),
         )
 
-    async def _bearer(self) -> str:
+    def _current_token(self) -> str | None:
         if self._token is not None and time.monotonic() < self._token_expires:
-            self._token_fresh = False
             return self._token
+        return None
+
+    async def _bearer(self) -> tuple[str, bool]:
+        """The token, and whether it was fetched for this request (a 401 then is final)."""
+        if (token := self._current_token()) is not None:
+            return token, False
+        async with self._token_lock:
+            if (token := self._current_token()) is not None:
+                return token, False
+            return await self._fetch_token(), True
+
+    async def _fetch_token(self) -> str:
         if not self._username or not self._password:
             raise SyncAborted(
                 "SYNC_USERNAME and SYNC_PASSWORD must be set: they are ekimo's account at "
@@ -154,7 +166,6 @@ class SyncClient:
             ) from None
         self._token = token
         self._token_expires = time.monotonic() + max(0.0, expires_in - TOKEN_MARGIN_SECONDS)
-        self._token_fresh = True
         return token
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -169,7 +180,7 @@ class SyncClient:
         """One POST (plus one token refetch on a 401 with a reused token)."""
         refetched = False
         while True:
-            token = await self._bearer()
+            token, fresh = await self._bearer()
             try:
                 response = await self._post(
                     "/products",
@@ -186,12 +197,13 @@ class SyncClient:
             if response.is_success:
                 return Delivered(status)
             if status == 401:
-                if self._token_fresh or refetched:
+                if fresh or refetched:
                     raise SyncAborted(
                         f"the external API {self._base} refuses the token it issued for "
                         "SYNC_USERNAME (401): check the account and its rights"
                     )
-                self._token = None
+                if self._token == token:  # not already replaced by a concurrent batch
+                    self._token = None
                 refetched = True
                 continue
             if status == 403:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from ekimo import db
+from ekimo.app import create_app
 from ekimo.container import Container
 from ekimo.settings import Settings
 from ekimo.sync.client import RetryPolicy
 from ekimo.sync.service import SyncService
+from tests.conftest import admin_execute, with_database
 from tests.sync.fake_api import FakeApi
 
 # Fast retries and a short client timeout: the fault tests finish in well under a second each.
@@ -107,3 +117,64 @@ def accounts_available() -> bool:
 needs_accounts = pytest.mark.skipif(
     not accounts_available(), reason="needs the accounts issue (POST /users, POST /auth)"
 )
+
+
+@contextlib.asynccontextmanager
+async def served_ekimo(settings: Settings) -> AsyncIterator[str]:
+    """The real ekimo app on uvicorn, in this process, on a free port of 127.0.0.1."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), log_config=None, access_log=False, lifespan="on", port=port
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = asyncio.get_running_loop().time() + 30
+    while not server.started:
+        if task.done() or asyncio.get_running_loop().time() > deadline:
+            await task
+            raise RuntimeError("ekimo did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def create_account(url: str, username: str, password: str) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        created = await http.post("/users", json={"username": username, "password": password})
+        assert created.status_code == 201, created.text
+
+
+@pytest.fixture(scope="session")
+def receiver_database_url(database_url: str) -> Iterator[str]:
+    """A second ekimo database on the same server, for a second ekimo instance."""
+    name = f"ekimo_test_rx_{secrets.token_hex(4)}"
+    asyncio.run(admin_execute(database_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(database_url, name)
+    db.upgrade(url)
+    yield url
+    asyncio.run(admin_execute(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def receiver_settings(settings: Settings, receiver_database_url: str) -> Settings:
+    rx = settings.with_values(
+        database_url=receiver_database_url, queue_name=f"{settings.queue_name}-rx"
+    )
+    engine = create_async_engine(db.asyncpg_url(receiver_database_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "TRUNCATE products, users, sync_runs, sync_rejections RESTART IDENTITY CASCADE"
+            )
+    finally:
+        await engine.dispose()
+    return rx
