@@ -201,8 +201,9 @@ UPSERT = text(
             AS t(barcode, name, price, quantity, last_updated)
     ),
     stale AS (
-        SELECT count(*) AS n FROM incoming i JOIN products p ON p.barcode = i.barcode
-        WHERE i.last_updated < p.last_updated
+        -- A correlated lookup: one unique-index probe per item, whatever the statistics say.
+        SELECT count(*) AS n FROM incoming i
+        WHERE i.last_updated < (SELECT p.last_updated FROM products p WHERE p.barcode = i.barcode)
     ),
     written AS (
         INSERT INTO products AS p (barcode, name, price, quantity, last_updated,

@@ -1,0 +1,212 @@
+"""Sync benchmark: 100,000 pending products pushed to a second ekimo on this machine.
+
+The receiver is `ekimo serve --no-worker` (uvicorn) in a subprocess on a database of its own;
+the sender is `ekimo sync --json` in a subprocess, so its peak resident memory is measured
+alone (getrusage(RUSAGE_CHILDREN) after it exits; the receiver is still running then).
+
+    python -m benchmarks sync [--rows 100000] [--batch-size 500]
+
+Server: TEST_DATABASE_URL, else DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/postgres;
+two scratch databases are created and dropped. Goals: >= 46,000 rows/s (20x the prototype's
+2,300) and <= 150 MB peak RSS in the sender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from ekimo import db
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+SECRET = "benchmark-secret-" + "x" * 32
+PASSWORD = "benchmark password"  # noqa: S105 - a throwaway account on a scratch database
+GOAL_ROWS_PER_SECOND = 46_000
+GOAL_PEAK_MB = 150
+
+INSERT = """
+INSERT INTO products (barcode, name, price, quantity, last_updated, version, synced_version,
+                      created_at, updated_at)
+SELECT lpad(g::text, 13, '0'), 'Benchmark product ' || g, (g % 100000) / 100.0, g % 1000,
+       timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second', 1, 0, now(), now()
+FROM generate_series(1, $1) g
+"""
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = db.libpq_url(url).partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+async def _execute(url: str, statement: str, *args: Any) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_", "EKIMO_"))}
+    env.pop("REDIS_URL", None)
+    env.update(DATABASE_URL=database_url, SECRET_KEY=SECRET, **extra)
+    return env
+
+
+def _peak_mb_of(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _cpu_seconds_of(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_receiver(database_url: str, port: int) -> subprocess.Popen[bytes]:
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "ekimo", "serve", "--no-worker", "--port", str(port)],
+        env=_env(database_url),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if receiver.poll() is not None:
+            raise SystemExit("the receiver (ekimo serve) exited at start")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        receiver.kill()
+        raise SystemExit("the receiver did not answer /health within 60 s")
+    created = httpx.post(
+        f"http://127.0.0.1:{port}/users", json={"username": "sender", "password": PASSWORD}
+    )
+    if created.status_code != 201:
+        receiver.kill()
+        raise SystemExit(f"could not create the receiver's account: {created.text}")
+    return receiver
+
+
+def _sync(database_url: str, port: int, batch_size: int) -> tuple[dict[str, Any], float]:
+    env = _env(
+        database_url,
+        SYNC_BASE_URL=f"http://127.0.0.1:{port}",
+        SYNC_USERNAME="sender",
+        SYNC_PASSWORD=PASSWORD,
+        SYNC_BATCH_SIZE=str(batch_size),
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "ekimo", "sync", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if not done.stdout.strip():
+        raise SystemExit(f"ekimo sync printed nothing (exit {done.returncode}): {done.stderr}")
+    return json.loads(done.stdout), wall
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sync")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args(argv)
+
+    server = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    server = server or DEFAULT_SERVER
+    suffix = secrets.token_hex(4)
+    sender_db = _with_database(server, f"ekimo_bench_tx_{suffix}")
+    receiver_db = _with_database(server, f"ekimo_bench_rx_{suffix}")
+    admin = _with_database(server, "postgres")
+    for url in (sender_db, receiver_db):
+        asyncio.run(_execute(admin, f'CREATE DATABASE "{url.rsplit("/", 1)[1].split("?")[0]}"'))
+    receiver: subprocess.Popen[bytes] | None = None
+    try:
+        for url in (sender_db, receiver_db):
+            db.upgrade(url)
+        asyncio.run(_execute(sender_db, INSERT, args.rows))
+        port = _free_port()
+        receiver = _start_receiver(receiver_db, port)
+
+        receiver_cpu_before = _cpu_seconds_of(receiver.pid)
+        summary, wall = _sync(sender_db, port, args.batch_size)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb = usage.ru_maxrss / 1024
+        receiver_cpu_after = _cpu_seconds_of(receiver.pid)
+        receiver_peak = _peak_mb_of(receiver.pid)
+        again, again_wall = _sync(sender_db, port, args.batch_size)
+
+        run_seconds = (summary["duration_ms"] or 1) / 1000
+        rate = summary["acknowledged"] / run_seconds
+        print(f"rows: {args.rows}, batch size: {args.batch_size}")
+        print(
+            f"sync run: {summary['status']}, {summary['acknowledged']} acknowledged in "
+            f"{run_seconds:.2f} s -> {rate:,.0f} rows/s "
+            f"(goal >= {GOAL_ROWS_PER_SECOND:,}: "
+            f"{'met' if rate >= GOAL_ROWS_PER_SECOND else 'MISSED'})"
+        )
+        print(
+            f"whole `ekimo sync` process: {wall:.2f} s wall -> "
+            f"{summary['acknowledged'] / wall:,.0f} rows/s including interpreter start"
+        )
+        print(
+            f"sender peak RSS: {peak_mb:.0f} MB "
+            f"(goal <= {GOAL_PEAK_MB}: {'met' if peak_mb <= GOAL_PEAK_MB else 'MISSED'})"
+        )
+        print(f"sender CPU (whole process): {usage.ru_utime + usage.ru_stime:.2f} s")
+        if receiver_peak is not None:
+            print(f"receiver peak RSS: {receiver_peak:.0f} MB")
+        if receiver_cpu_before is not None and receiver_cpu_after is not None:
+            print(f"receiver CPU during the run: {receiver_cpu_after - receiver_cpu_before:.2f} s")
+        print(
+            f"next run (nothing pending): {again['status']}, pending {again['pending_at_start']}, "
+            f"{again['duration_ms']} ms run, {again_wall:.2f} s wall"
+        )
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            try:
+                receiver.wait(10)
+            except subprocess.TimeoutExpired:
+                receiver.kill()
+        for url in (sender_db, receiver_db):
+            name = url.rsplit("/", 1)[1].split("?")[0]
+            asyncio.run(_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
