@@ -338,3 +338,30 @@ async def test_two_runs_at_once_send_each_product_once(
     assert (await stored_run(container, second.id))["status"] == "skipped"
     assert done.status == "succeeded"
     assert sorted(fake_api.delivered_barcodes()) == codes  # each exactly once
+
+
+async def test_token_is_refetched_when_it_nears_expiry(
+    container: Container, sync_settings: Settings, fake_api: FakeApi
+) -> None:
+    fake_api.expires_in = 5  # inside the 30 s safety margin: never reused
+    await insert_products(container, 30)
+
+    summary = await make_service(container, sync_settings, concurrency=1).run("test")
+
+    assert summary.status == "succeeded"
+    assert fake_api.auth_calls == 3  # one per batch of 10
+
+
+async def test_cron_job_is_scheduled_unique_with_a_long_timeout(container: Container) -> None:
+    from ekimo.sync.jobs import SYNC_JOB_TIMEOUT, cron_jobs, sync_products
+    from ekimo.worker import create_worker
+
+    (cron,) = cron_jobs(container.settings.with_values(sync_interval_minutes=7))
+    assert cron.function is sync_products
+    assert cron.cron == "*/7 * * * *"
+    assert cron.unique
+    assert cron.timeout == SYNC_JOB_TIMEOUT >= 3600
+
+    worker = create_worker(container, handle_signals=False)
+    assert sync_products in [c.function for c in worker.cron_jobs]
+    assert "sync_products" in worker.functions
