@@ -8,6 +8,7 @@ the importer removes it again, so an exported file imports with every row unchan
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
 import io
 import re
@@ -71,8 +72,11 @@ def _csv_line(values: Sequence[object]) -> str:
 
 
 async def csv_chunks(engine: AsyncEngine, query: ProductQuery) -> AsyncIterator[bytes]:
-    """The CSV file (UTF-8, RFC 4180 quoting), one chunk per batch of products."""
-    yield _csv_line(COLUMNS).encode()
+    """The CSV file (UTF-8, RFC 4180 quoting), one chunk per batch of products.
+
+    It starts with a byte order mark, so that Excel reads it as UTF-8 (the import skips it).
+    """
+    yield codecs.BOM_UTF8 + _csv_line(COLUMNS).encode()
     async for batch in product_rows(engine, query):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")

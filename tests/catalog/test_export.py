@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from litestar.testing import AsyncTestClient
 from openpyxl import load_workbook
 
@@ -35,7 +38,7 @@ TRICKY = [
 
 
 def read_csv(content: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
+    return list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
 
 
 async def test_csv_export_columns_quoting_and_escapes(
@@ -47,6 +50,7 @@ async def test_csv_export_columns_quoting_and_escapes(
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     assert ".csv" in response.headers["content-disposition"]
+    assert response.content.startswith(codecs.BOM_UTF8)  # Excel then reads it as UTF-8
     rows = read_csv(response.content)
     assert tuple(rows[0]) == COLUMNS
     by_barcode = {row[0]: row for row in rows[1:]}
@@ -143,16 +147,30 @@ async def asgi_get(client: Client, path: str, query: str, headers: dict[str, str
         "server": ("testserver", 80),
     }
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    async def call_app() -> None:
+        finished = anyio.Event()
+        requested: list[bool] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-        elif message["type"] == "http.response.body" and message.get("body"):
-            messages.append(message["body"])
+        async def receive() -> dict[str, Any]:
+            if not requested:
+                requested.append(True)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await finished.wait()  # like a server: disconnect once the response is complete
+            return {"type": "http.disconnect"}
 
-    await client.app(scope, receive, send)  # type: ignore[arg-type]
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            elif message["type"] == "http.response.body":
+                if message.get("body"):
+                    messages.append(message["body"])
+                if not message.get("more_body"):
+                    finished.set()
+
+        await client.app(scope, receive, send)  # type: ignore[arg-type]
+
+    # The app (and its database pool) lives on the test client's event loop.
+    await anyio.to_thread.run_sync(client.blocking_portal.call, call_app)
     assert status == [200]
     return messages
 
