@@ -44,8 +44,8 @@ COUNT_PENDING = text(
     """
 )
 
-# One row per batch: the keyset cursor, the (id, barcode, version) triples and each item's JSON
-# (built by PostgreSQL; timestamps are ISO 8601 in the transaction's time zone, set to UTC).
+# One row per batch: the keyset cursor, the (id, barcode, version) triples and each item's JSON,
+# built by PostgreSQL (JSON renders timestamps as ISO 8601 whatever the DateStyle).
 NEXT_BATCH = text(
     """
     SELECT max(b.id), array_agg(b.id ORDER BY b.id), array_agg(b.barcode ORDER BY b.id),
@@ -53,7 +53,7 @@ NEXT_BATCH = text(
            array_agg(json_build_object(
                'barcode', b.barcode, 'name', b.name,
                'price', b.price::text, 'quantity', b.quantity::text,
-               'last_updated', b.last_updated
+               'last_updated', (to_json(b.last_updated AT TIME ZONE 'UTC') #>> '{}') || 'Z'
            )::text ORDER BY b.id)
     FROM (
         SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version
@@ -315,12 +315,11 @@ class SyncService:
     async def _batches(self) -> AsyncIterator[Batch]:
         after = 0
         limit = self._settings.sync_batch_size
-        # One connection for the whole stream; one short transaction per batch.
+        # One connection for the whole stream, one statement (and round trip) per batch.
         async with self._container.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             while True:
-                await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
                 row = (await conn.execute(NEXT_BATCH, {"after": after, "limit": limit})).one()
-                await conn.commit()
                 last_id, ids, barcodes, versions, items = row
                 if last_id is None:
                     return
@@ -342,6 +341,7 @@ class SyncService:
 
         async def consume() -> None:
             async with self._container.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 while (batch := await queue.get()) is not None:
                     summary.sent += len(batch)
                     await self._deliver(client, conn, batch, summary)
@@ -362,11 +362,8 @@ class SyncService:
     ) -> None:
         outcome = await client.send(batch.body(), batch.idempotency_key())
         if isinstance(outcome, Delivered):
-            # A mark lost in a crash only means the batch is sent again (the receiver answers
-            # "unchanged"), so this commit need not wait for the WAL flush.
-            await conn.execute(text("SET LOCAL synchronous_commit = off"))
+            # One statement in autocommit: acknowledged batches stay marked if the run dies.
             await conn.execute(MARK_SYNCED, {"ids": batch.ids, "versions": batch.versions})
-            await conn.commit()
             summary.acknowledged += len(batch)
         elif isinstance(outcome, Undelivered):
             summary.failed += len(batch)
@@ -382,7 +379,6 @@ class SyncService:
                         "excerpt": outcome.excerpt,
                     },
                 )
-                await conn.commit()
                 summary.rejected += 1
             else:
                 for half in batch.halves():

@@ -54,7 +54,7 @@ async def test_everything_delivered_marked_and_not_sent_again(
         "name": "Product 1",
         "price": "1.25",
         "quantity": "0.500",
-        "last_updated": "2025-01-02T03:04:06.123456+00:00",
+        "last_updated": "2025-01-02T03:04:06.123456Z",
     }
     row = await stored_run(container, summary.id)
     assert row["status"] == "succeeded"
