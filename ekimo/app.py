@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
                     exception_to_problem_detail_map={Exception: _internal_error},
                 )
             ),
-            auth_plugin(container),
+            auth_plugin(container, settings),
         ],
         logging_config=None,
     )

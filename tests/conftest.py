@@ -23,6 +23,7 @@ from ekimo import db, embedded
 from ekimo.app import create_app
 from ekimo.container import Container
 from ekimo.settings import Settings
+from ekimo.users.auth import reset_rate_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-" + "x" * 32
@@ -94,6 +95,12 @@ async def clean_database(container: Container) -> None:
         if tables:
             quoted = ", ".join(f'"{t}"' for t in tables)
             await conn.exec_driver_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(autouse=True)
+async def reset_login_rate_limit(settings: Settings) -> None:
+    """Login attempts counted in Redis by an earlier test don't count against this one."""
+    await reset_rate_limits(settings)
 
 
 @pytest.fixture

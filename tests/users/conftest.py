@@ -1,0 +1,30 @@
+"""An app with one extra protected route, to check what authentication hands to handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar import Request, get
+from litestar.testing import AsyncTestClient
+
+from ekimo.app import create_app
+from ekimo.settings import Settings
+from ekimo.users.models import User
+
+WHOAMI = "/test-only/whoami"
+
+
+@get(WHOAMI)
+async def whoami(request: Request[User, Any, Any]) -> dict[str, Any]:
+    return {"id": request.user.id, "username": request.user.username}
+
+
+@pytest.fixture
+async def app_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The real app plus GET /test-only/whoami (no exclusions: it needs a token)."""
+    app = create_app(settings)
+    app.register(whoami)
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
