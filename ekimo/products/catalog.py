@@ -17,11 +17,12 @@ from advanced_alchemy.filters import (
     StatementTypeT,
 )
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.products.catalog_schemas import ProductState
-from ekimo.products.models import Product
+from ekimo.products.history import import_uploads
+from ekimo.products.models import Import, Product
 
 SORTABLE_FIELDS = (
     "barcode",
@@ -135,3 +136,30 @@ class CatalogService:
 
     async def get(self, barcode: str) -> Product | None:
         return await self.repository.get_one_or_none(Product.barcode == barcode)
+
+
+class ImportRepository(SQLAlchemyAsyncRepository[Import]):
+    model_type = Import
+    count_with_window_function = False
+
+
+class ImportHistory:
+    """Reads the imports: newest first, with the progress of a running one."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repository = ImportRepository(session=session)
+
+    async def page(self, *, limit: int, offset: int) -> tuple[Sequence[Import], int]:
+        return await self.repository.get_many_and_count(
+            OrderBy(field_name="id", sort_order="desc"), LimitOffset(limit=limit, offset=offset)
+        )
+
+    async def get(self, import_id: int) -> tuple[Import, int | None] | None:
+        item = await self.repository.get_one_or_none(Import.id == import_id)
+        if item is None:
+            return None
+        rows_done = await self.session.scalar(
+            select(import_uploads.c.rows_done).where(import_uploads.c.import_id == import_id)
+        )
+        return item, rows_done

@@ -14,16 +14,25 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
-from ekimo.products import export
+from ekimo.products import export, history
 from ekimo.products.catalog import (
     DEFAULT_SORT,
     MAX_PAGE_SIZE,
     SORTABLE_FIELDS,
     CatalogService,
+    ImportHistory,
     InvalidQueryError,
     ProductQuery,
 )
-from ekimo.products.catalog_schemas import ExportFormat, ProductOut, ProductPage, ProductState
+from ekimo.products.catalog_schemas import (
+    ExportFormat,
+    ImportOut,
+    ImportPage,
+    ImportSummary,
+    ProductOut,
+    ProductPage,
+    ProductState,
+)
 
 _SORT_HELP = (
     f"Comma-separated fields among {', '.join(SORTABLE_FIELDS)}; "
@@ -143,4 +152,84 @@ async def get_product(
     return ProductOut.from_model(product)
 
 
-routes: list[ControllerRouterHandler] = [list_products, export_products, get_product]
+@get("/imports", tags=["imports"], summary="Import history, newest first", cache=False)
+async def list_imports(
+    db_session: NamedDependency[AsyncSession],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+) -> ImportPage:
+    """Every import (applied, validated, rejected, queued, running), newest first."""
+    items, total = await ImportHistory(db_session).page(limit=limit, offset=offset)
+    return ImportPage(
+        items=[ImportSummary.from_model(i) for i in items], total=total, limit=limit, offset=offset
+    )
+
+
+def _no_import(import_id: int) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=404,
+        title="Import not found",
+        detail=f"There is no import {import_id}; GET /imports lists them.",
+    )
+
+
+@get("/imports/{import_id:int}", tags=["imports"], summary="An import's report", cache=False)
+async def get_import(
+    db_session: NamedDependency[AsyncSession], import_id: FromPath[int]
+) -> ImportOut:
+    """The report; an asynchronous import is `queued`, then `running` (with `rows_done`),
+    then has its final report."""
+    found = await ImportHistory(db_session).get(import_id)
+    if found is None:
+        raise _no_import(import_id)
+    return ImportOut.from_model(*found)
+
+
+@get(
+    "/imports/{import_id:int}/errors.csv",
+    tags=["imports"],
+    summary="The rejected rows of an import, to fix and upload again",
+    cache=False,
+    media_type="text/csv; charset=utf-8",
+)
+async def import_errors_csv(
+    container: NamedDependency[Container],
+    db_session: NamedDependency[AsyncSession],
+    import_id: FromPath[int],
+) -> Stream:
+    """The file's header plus an `error` column, then every rejected row exactly as it was in
+    the file, with what is wrong with it. Fix the rows and upload the file (the `error`
+    column is ignored by the import)."""
+    found = await ImportHistory(db_session).get(import_id)
+    if found is None:
+        raise _no_import(import_id)
+    item, _ = found
+    if item.status in ("queued", "running"):
+        raise ProblemDetailsException(
+            status_code=409,
+            title="Import not finished",
+            detail=f"Import {import_id} is {item.status}; its errors.csv exists once it has "
+            f"finished (GET /imports/{import_id}).",
+        )
+    stem = item.filename.rsplit(".", 1)[0] or "import"
+    return Stream(
+        history.errors_csv(container.engine, import_id),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_safe(stem)}-errors-{import_id}.csv"'
+        },
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)[:80]
+
+
+routes: list[ControllerRouterHandler] = [
+    list_products,
+    export_products,
+    get_product,
+    list_imports,
+    get_import,
+    import_errors_csv,
+]

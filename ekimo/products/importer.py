@@ -23,6 +23,7 @@ import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 import msgspec
 
 from ekimo.container import Container
+from ekimo.products.history import RejectedRows
 from ekimo.products.models import PRODUCTS_WRITE_LOCK
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
 from ekimo.products.rows import KNOWN, MAX_ERRORS_KEPT, REQUIRED, ErrorLog, RowError, RowValidator
@@ -70,6 +71,17 @@ INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, statu
     started_at, finished_at, duration_ms, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16::jsonb,
     $17, $18, $19, $18, $18)
+RETURNING id
+"""
+
+# A queued import (PUT /products?async=true) already has its row: the worker fills it in.
+RECORD_QUEUED = """
+UPDATE imports SET user_id = $1, filename = $2, format = $3, sha256 = $4, dry_run = $5,
+    on_error = $6, status = $7, rows = $8, created = $9, updated = $10, unchanged = $11,
+    rejected = $12, errors = $13::jsonb, errors_total = $14, errors_truncated = $15,
+    warnings = $16::jsonb, started_at = $17, finished_at = $18, duration_ms = $19,
+    updated_at = $18
+WHERE id = $20
 RETURNING id
 """
 
@@ -144,8 +156,11 @@ def map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
 class _Parsed:
     """Reading and validation state, driven batch by batch from a worker thread."""
 
-    def __init__(self, fmt: Format, stream: IO[bytes], max_bytes: int) -> None:
+    def __init__(
+        self, fmt: Format, stream: IO[bytes], max_bytes: int, rejected: RejectedRows
+    ) -> None:
         self.errors = ErrorLog()
+        self.rejected = rejected
         self.warnings: list[str] = []
         self.rows = 0
         self.sha256 = ""
@@ -162,8 +177,11 @@ class _Parsed:
         if header is None:
             raise FileProblem(422, "the file is empty: the first row must be the header")
         positions, self.warnings = map_header(header)
+        rejected.set_header(header, positions)
         decimal_comma = isinstance(self.source, CsvSource) and self.source.delimiter == ";"
-        self.validator = RowValidator(positions, self.errors, decimal_comma=decimal_comma)
+        self.validator = RowValidator(
+            positions, self.errors, decimal_comma=decimal_comma, on_reject=rejected.add
+        )
         self._first_data_row = header_row + 1
 
     def batches(self) -> Iterator[bytes]:
@@ -214,9 +232,15 @@ class ImportService:
         options: ImportOptions | None = None,
         user_id: int | None = None,
         progress: Progress | None = None,
+        import_id: int | None = None,
     ) -> ImportReport:
-        """Validate and apply `source`; raises `FileProblem` (400) or `ImportFailed`."""
+        """Validate and apply `source`; raises `FileProblem` (400) or `ImportFailed`.
+
+        `import_id`: the `imports` row of a queued import, completed instead of a new one.
+        The rejected rows are kept for `GET /imports/{id}/errors.csv`.
+        """
         options = options or ImportOptions()
+        rejected = RejectedRows()
         fmt = file_format(filename)
         started = datetime.now().astimezone()
         clock = time.perf_counter()
@@ -224,9 +248,21 @@ class ImportService:
             raw = await sa_conn.get_raw_connection()
             conn: Connection = raw.driver_connection
             try:
-                return await self._run(
-                    conn, source, filename, fmt, options, user_id, progress, started, clock
+                report = await self._run(
+                    conn,
+                    source,
+                    filename,
+                    fmt,
+                    options,
+                    user_id,
+                    progress,
+                    started,
+                    clock,
+                    import_id,
+                    rejected,
                 )
+                await rejected.save(conn, report.import_id)
+                return report
             except FileProblem as problem:
                 report = _report(filename, fmt, options, "rejected", clock)
                 report.errors = [
@@ -235,9 +271,11 @@ class ImportService:
                 report.errors_total = 1
                 if problem.status == 422:
                     report.import_id = await self._record(
-                        conn, report, "", options, user_id, started
+                        conn, report, "", options, user_id, started, import_id
                     )
                 raise ImportFailed(problem, report) from None
+            finally:
+                rejected.close()
 
     async def _run(
         self,
@@ -250,9 +288,11 @@ class ImportService:
         progress: Progress | None,
         started: datetime,
         clock: float,
+        import_id: int | None,
+        rejected: RejectedRows,
     ) -> ImportReport:
         max_bytes = self.container.settings.max_upload_bytes
-        parsed = await asyncio.to_thread(_Parsed, fmt, source, max_bytes)
+        parsed = await asyncio.to_thread(_Parsed, fmt, source, max_bytes, rejected)
         report = _report(filename, fmt, options, "rejected", clock)
         transaction = conn.transaction()
         await transaction.start()
@@ -293,7 +333,7 @@ class ImportService:
                     report.status = "applied"
                     report.duration_ms = _elapsed(clock)
                     report.import_id = await self._record(
-                        conn, report, parsed.sha256, options, user_id, started
+                        conn, report, parsed.sha256, options, user_id, started, import_id
                     )
                     await transaction.commit()
                     return report
@@ -303,14 +343,15 @@ class ImportService:
             raise
         report.duration_ms = _elapsed(clock)
         report.import_id = await self._record(
-            conn, report, parsed.sha256, options, user_id, started
+            conn, report, parsed.sha256, options, user_id, started, import_id
         )
         return report
 
     async def _duplicates(self, conn: Connection, parsed: _Parsed, options: ImportOptions) -> None:
         """Report (and, when skipping, drop) every later row of a barcode seen before."""
         found = await conn.fetch(
-            f"SELECT s.row_no, s.barcode, d.first_row FROM import_staging s "  # noqa: S608
+            "SELECT s.row_no, s.barcode, d.first_row, s.name, s.price::text AS price, "  # noqa: S608
+            "s.quantity::text AS quantity, s.last_updated FROM import_staging s "
             f"JOIN ({DUPLICATES}) d USING (barcode) WHERE s.row_no > d.first_row "
             f"ORDER BY s.row_no LIMIT {MAX_ERRORS_KEPT + 1}"
         )
@@ -324,6 +365,18 @@ class ImportService:
         for record in found[:MAX_ERRORS_KEPT]:
             message = f"barcode {record['barcode']} already appears on row {record['first_row']}"
             errors.add(record["row_no"], "barcode", record["barcode"], message)
+            moment = record["last_updated"]
+            parsed.rejected.add_values(
+                record["row_no"],
+                {
+                    "barcode": record["barcode"],
+                    "name": record["name"],
+                    "price": record["price"],
+                    "quantity": record["quantity"],
+                    "last_updated": moment.isoformat() if moment is not None else "",
+                },
+                message,
+            )
         # The rest are counted without being kept.
         extra = total - min(len(found), MAX_ERRORS_KEPT)
         errors.total += extra
@@ -342,10 +395,12 @@ class ImportService:
         options: ImportOptions,
         user_id: int | None,
         started: datetime,
+        queued_id: int | None = None,
     ) -> int:
         finished = datetime.now().astimezone()
+        queued = () if queued_id is None else (queued_id,)
         import_id: int = await conn.fetchval(
-            RECORD,
+            RECORD if queued_id is None else RECORD_QUEUED,
             user_id,
             report.filename[:255],
             report.format,
@@ -365,6 +420,7 @@ class ImportService:
             started,
             finished,
             report.duration_ms,
+            *queued,
         )
         return import_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TypedDict
@@ -33,8 +33,9 @@ _BARCODE = re.compile(r"[0-9]{1,14}")
 # `YYYY-MM-DDTHH:MM:SS` (or with a space), no zone: naive, so UTC.
 _NAIVE_SECONDS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
 _SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
-# An export prefixes text cells that start with = + - @ with ' (formula injection); undo it.
-_FORMULA_ESCAPE = ("'=", "'+", "'-", "'@")
+# An export prefixes text cells that start with = + - @ with ' (formula injection), and one more
+# ' to a cell that starts with 's before such a character; undo it (remove one ').
+_FORMULA_ESCAPE = re.compile(r"'+[=+\-@]")
 
 
 class RowError(TypedDict):
@@ -52,12 +53,16 @@ class ErrorLog:
         self.total = 0
         self.rows = 0
         self._last_row: int | None = None
+        # The messages of the row that had the latest error (for the rejected rows' file).
+        self.row_messages: list[str] = []
 
     def add(self, row: int | None, column: str | None, value: str | None, message: str) -> None:
         self.total += 1
         if row is None or row != self._last_row:
             self.rows += 1
             self._last_row = row
+            self.row_messages = []
+        self.row_messages.append(message)
         if len(self.kept) < MAX_ERRORS_KEPT:
             self.kept.append({"row": row, "column": column, "value": value, "message": message})
 
@@ -67,7 +72,7 @@ class ErrorLog:
 
 
 def unescape_text(value: str) -> str:
-    if value[:2] in _FORMULA_ESCAPE:
+    if _FORMULA_ESCAPE.match(value):
         return value[1:]
     return value
 
@@ -76,7 +81,12 @@ class RowValidator:
     """Validates rows against the column positions found in the header."""
 
     def __init__(
-        self, positions: dict[str, int], errors: ErrorLog, *, decimal_comma: bool = False
+        self,
+        positions: dict[str, int],
+        errors: ErrorLog,
+        *,
+        decimal_comma: bool = False,
+        on_reject: Callable[[int, list[str], list[str]], None] | None = None,
     ) -> None:
         self.barcode_at = positions["barcode"]
         self.name_at = positions["name"]
@@ -86,6 +96,8 @@ class RowValidator:
         self.width = max(positions.values()) + 1
         self.errors = errors
         self.decimal_comma = decimal_comma
+        # Called with (row number, the row's cells as read, its error messages) per rejected row.
+        self.on_reject = on_reject
         self.valid = 0
         self.blank = 0
 
@@ -103,7 +115,9 @@ class RowValidator:
         )
         naive_ok = _NAIVE_SECONDS.fullmatch
         decimal_comma = self.decimal_comma
+        on_reject = self.on_reject
         for row_no, cells in enumerate(rows, first_row):
+            read = cells
             if len(cells) < width:
                 if not any(c.strip() for c in cells):
                     self.blank += 1
@@ -145,6 +159,8 @@ class RowValidator:
                 # An empty (unquoted) last_updated is NULL to COPY: the time of the import.
                 quoted = name.replace('"', '""')
                 append(f'{row_no},{barcode},"{quoted}",{price},{quantity},{updated}\n')
+            elif on_reject is not None:
+                on_reject(row_no, read, self.errors.row_messages)
         self.valid += len(out)
         return "".join(out)
 
