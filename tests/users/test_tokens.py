@@ -94,6 +94,7 @@ async def test_alg_none_is_401(app_client: AsyncTestClient[Any]) -> None:
     _assert_401(await app_client.get(WHOAMI, headers=_bearer(token.rstrip(".") + ".")))
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize("algorithm", ["HS512", "HS384"])
 async def test_other_algorithm_with_the_right_key_is_401(
     app_client: AsyncTestClient[Any], algorithm: str
