@@ -150,10 +150,20 @@ class ImportHistory:
         self.session = session
         self.repository = ImportRepository(session=session)
 
-    async def page(self, *, limit: int, offset: int) -> tuple[Sequence[Import], int]:
-        return await self.repository.get_many_and_count(
+    async def page(self, *, limit: int, offset: int) -> tuple[list[tuple[Import, int | None]], int]:
+        items, total = await self.repository.get_many_and_count(
             OrderBy(field_name="id", sort_order="desc"), LimitOffset(limit=limit, offset=offset)
         )
+        running = [i.id for i in items if i.status == "running"]
+        progress: dict[int, int] = {}
+        if running:
+            result = await self.session.execute(
+                select(import_uploads.c.import_id, import_uploads.c.rows_done).where(
+                    import_uploads.c.import_id.in_(running)
+                )
+            )
+            progress = {import_id: rows_done for import_id, rows_done in result.tuples()}
+        return [(i, progress.get(i.id)) for i in items], total
 
     async def get(self, import_id: int) -> tuple[Import, int | None] | None:
         item = await self.repository.get_one_or_none(Import.id == import_id)

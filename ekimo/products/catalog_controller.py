@@ -161,7 +161,10 @@ async def list_imports(
     """Every import (applied, validated, rejected, queued, running), newest first."""
     items, total = await ImportHistory(db_session).page(limit=limit, offset=offset)
     return ImportPage(
-        items=[ImportSummary.from_model(i) for i in items], total=total, limit=limit, offset=offset
+        items=[ImportSummary.from_model(i, rows_done) for i, rows_done in items],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 

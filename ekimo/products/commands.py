@@ -15,6 +15,7 @@ from rich.table import Table
 from ekimo.console import console, errors, fail, run_in_container
 from ekimo.container import Container
 from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
+from ekimo.products.jobs import queue_import
 from ekimo.products.readers import FileProblem
 
 EXIT_REJECTED = 1
@@ -35,6 +36,14 @@ def import_command(
         ),
     ] = "reject",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    run_async: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Store the file in the database and let the worker import it; prints the "
+            "import id (follow it with GET /imports/ID).",
+        ),
+    ] = False,
 ) -> None:
     """Import products from a CSV or XLSX file.
 
@@ -57,6 +66,9 @@ def import_command(
                 stream = stack.enter_context(path.open("rb"))
             except OSError as exc:
                 raise fail(f"{file}: {exc.strerror}") from None
+        if run_async:
+            _queue(stream, filename, options, as_json)
+            return
         outcome = run_in_container(lambda c: _run(c, stream, filename, options, as_json))
     if isinstance(outcome, FileProblem | ImportFailed):
         if as_json and isinstance(outcome, ImportFailed) and outcome.report is not None:
@@ -68,6 +80,27 @@ def import_command(
         _print_report(outcome)
     if outcome.status == "rejected":
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _queue(stream: IO[bytes], filename: str, options: ImportOptions, as_json: bool) -> None:
+    async def work(container: Container) -> int | FileProblem:
+        try:
+            return await queue_import(container, stream, filename, options)
+        except FileProblem as problem:
+            return problem
+
+    outcome = run_in_container(work)
+    if isinstance(outcome, FileProblem):
+        raise fail(f"{filename}: {outcome.message}", code=EXIT_UNREADABLE)
+    location = f"/imports/{outcome}"
+    if as_json:
+        print(json.dumps({"import_id": outcome, "status": "queued", "location": location}))
+    else:
+        console.print(
+            f"queued as import [bold]{outcome}[/]: a worker (`ekimo worker` or `ekimo serve`) "
+            f"imports it; follow it with GET {location}",
+            highlight=False,
+        )
 
 
 async def _run(

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import tempfile
-from typing import IO, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from litestar import Request, put
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
+from litestar.response import Response
 from litestar.types import ControllerRouterHandler
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ekimo.container import Container
+from ekimo.products.catalog_schemas import ImportQueued
 from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
+from ekimo.products.jobs import queue_import
 from ekimo.products.readers import FileProblem
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
@@ -154,11 +157,21 @@ async def import_products(
         description="reject: any invalid row → 422; skip: apply the valid rows.",
         examples=[Example(value="reject"), Example(value="skip")],
     ),
-) -> ImportReport:
+    run_async: Annotated[
+        bool,
+        QueryParameter(
+            name="async",
+            description="Answer 202 at once and import on the worker; the `Location` header "
+            "(GET /imports/{id}) shows queued, running (rows so far), then the report.",
+        ),
+    ] = False,
+) -> ImportReport | Response[ImportQueued]:
     upload = await _receive_file(request, container)
     assert upload.file is not None
     scope: dict[str, Any] = dict(request.scope)
     user_id = getattr(scope.get("user"), "id", None)
+    if run_async:
+        return await _queue(container, upload, dry_run, on_error, user_id)
     try:
         report = await ImportService(container).run(
             upload.file,
@@ -183,6 +196,34 @@ async def import_products(
             extra=report.to_dict(),
         )
     return report
+
+
+async def _queue(
+    container: Container,
+    upload: _Upload,
+    dry_run: bool,
+    on_error: Literal["reject", "skip"],
+    user_id: object,
+) -> Response[ImportQueued]:
+    assert upload.file is not None
+    try:
+        import_id = await queue_import(
+            container,
+            upload.file,
+            upload.filename or "",
+            ImportOptions(dry_run=dry_run, on_error=on_error),
+            user_id if isinstance(user_id, int) else None,
+        )
+    except FileProblem as problem:
+        raise ProblemDetailsException(status_code=problem.status, detail=problem.message) from None
+    finally:
+        upload.file.close()
+    location = f"/imports/{import_id}"
+    return Response(
+        ImportQueued(import_id=import_id, status="queued", location=location),
+        status_code=202,
+        headers={"Location": location},
+    )
 
 
 def _rejected_detail(report: ImportReport) -> str:

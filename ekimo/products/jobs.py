@@ -1,13 +1,149 @@
+"""Asynchronous imports: the file waits in PostgreSQL, a SAQ job imports it.
+
+`queue_import` (PUT /products?async=true, `ekimo import --async`) records the import as
+`queued`, stores the file in `import_upload_chunks` and enqueues `import_products_file`; the job
+marks it `running`, reports the rows read so far in `import_uploads.rows_done`, and the import
+service completes the same `imports` row with its report.
+"""
+
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import json
+import logging
+from typing import IO, Any, cast
 
 from saq import CronJob
-from saq.types import Function
+from saq.types import Context, Function
 
+from ekimo.container import Container
+from ekimo.products import history
+from ekimo.products.importer import ImportFailed, ImportOptions, ImportService
+from ekimo.products.readers import FileProblem, file_format
 from ekimo.settings import Settings
 
-functions: list[Function[Any]] = []
+logger = logging.getLogger(__name__)
+
+IMPORT_JOB_TIMEOUT = 6 * 3600
+PROGRESS_EVERY_S = 0.5
+
+QUEUE_ROW = """
+INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
+    created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
+    started_at, finished_at, duration_ms, created_at, updated_at)
+VALUES ($1, $2, $3, '', $4, $5, 'queued', 0, 0, 0, 0, 0, '[]'::jsonb, 0, false, '[]'::jsonb,
+    now(), now(), 0, now(), now())
+RETURNING id
+"""
+
+FAIL_ROW = """
+UPDATE imports SET status = $2, errors = $3::jsonb, errors_total = 1, finished_at = now(),
+    updated_at = now(), duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint
+WHERE id = $1 AND status IN ('queued', 'running')
+"""
+
+
+async def queue_import(
+    container: Container,
+    stream: IO[bytes],
+    filename: str,
+    options: ImportOptions,
+    user_id: int | None = None,
+) -> int:
+    """Store the file and enqueue its import; returns the import id. `FileProblem` (400) when
+    the file name is not .csv or .xlsx."""
+    fmt = file_format(filename)
+    async with container.engine.connect() as sa_conn:
+        raw = await sa_conn.get_raw_connection()
+        conn: Any = raw.driver_connection
+        async with conn.transaction():
+            import_id: int = await conn.fetchval(
+                QUEUE_ROW, user_id, filename[:255], fmt, options.dry_run, options.on_error
+            )
+            await history.store_upload(conn, import_id, stream)
+        try:
+            await container.queue.enqueue(
+                import_products_file.__qualname__,
+                import_id=import_id,
+                key=f"ekimo-import-{import_id}",
+                timeout=IMPORT_JOB_TIMEOUT,
+                retries=1,
+            )
+        except Exception:
+            await _fail(conn, import_id, "failed", "the import could not be queued; try again")
+            raise
+    return import_id
+
+
+async def _fail(conn: Any, import_id: int, status: str, message: str) -> None:
+    error = [{"row": None, "column": None, "value": None, "message": message}]
+    await conn.execute(FAIL_ROW, import_id, status, json.dumps(error))
+
+
+async def import_products_file(ctx: Context, *, import_id: int) -> dict[str, Any]:
+    """Import a queued file; the outcome is the `imports` row (GET /imports/{id})."""
+    container = cast(Container, ctx["container"])  # pyright: ignore[reportGeneralTypeIssues]
+    async with container.engine.connect() as sa_conn:
+        raw = await sa_conn.get_raw_connection()
+        conn: Any = raw.driver_connection
+        row = await conn.fetchrow(
+            "UPDATE imports SET status = 'running', started_at = now(), updated_at = now() "
+            "WHERE id = $1 AND status = 'queued' "
+            "RETURNING filename, dry_run, on_error, user_id",
+            import_id,
+        )
+        if row is None:
+            logger.warning("import %s is not queued (any more); nothing to do", import_id)
+            return {"import_id": import_id, "status": "skipped"}
+        options = ImportOptions(dry_run=row["dry_run"], on_error=row["on_error"])
+        source = await history.load_upload(conn, import_id)
+        done = [0]
+        progress_task = asyncio.create_task(_report_progress(container, import_id, done))
+        try:
+            report = await ImportService(container).run(
+                source,
+                row["filename"],
+                options,
+                user_id=row["user_id"],
+                progress=lambda rows: done.__setitem__(0, rows),
+                import_id=import_id,
+            )
+            status = report.status
+        except (ImportFailed, FileProblem) as exc:
+            await _fail(conn, import_id, "rejected", exc.message)
+            status = "rejected"
+        except BaseException as exc:
+            await _fail(conn, import_id, "failed", f"the import failed: {type(exc).__name__}")
+            raise
+        finally:
+            progress_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress_task
+            source.close()
+            await conn.execute(
+                "UPDATE import_uploads SET rows_done = $2 WHERE import_id = $1", import_id, done[0]
+            )
+            await conn.execute("DELETE FROM import_upload_chunks WHERE import_id = $1", import_id)
+    return {"import_id": import_id, "status": status}
+
+
+async def _report_progress(container: Container, import_id: int, done: list[int]) -> None:
+    """Write the rows read so far every PROGRESS_EVERY_S (its own short transactions)."""
+    written = 0
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        if done[0] != written:
+            written = done[0]
+            async with container.engine.begin() as conn:
+                await conn.execute(
+                    history.import_uploads.update()
+                    .where(history.import_uploads.c.import_id == import_id)
+                    .values(rows_done=written)
+                )
+
+
+functions: list[Function[Any]] = [import_products_file]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob[Any]]:

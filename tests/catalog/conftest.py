@@ -40,18 +40,3 @@ def numbered(count: int, start: int = 0) -> list[dict[str, Any]]:
         )
         for i in range(start, start + count)
     ]
-
-
-# TEMPORARY until the accounts issue lands: no POST /users yet, so no headers are needed.
-import pytest  # noqa: E402
-from litestar.testing import AsyncTestClient  # noqa: E402
-
-from tests.conftest import register_and_login  # noqa: E402
-
-
-@pytest.fixture
-async def auth_headers(client: AsyncTestClient[Any]) -> dict[str, str]:
-    probe = await client.post("/users", json={})
-    if probe.status_code in (404, 405):
-        return {}
-    return await register_and_login(client)

@@ -1,0 +1,203 @@
+"""PUT /products?async=true and `ekimo import --async`: queued, running, then the report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from ekimo.container import Container
+from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.worker import create_worker
+from tests.conftest import run_cli
+
+Client = AsyncTestClient[Any]
+
+
+def product_csv(count: int, bad_rows: int = 0) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["barcode", "name", "price", "quantity"])
+    for i in range(count):
+        writer.writerow([f"{i:013d}", f"Item {i}", "1.25", "3"])
+    for i in range(bad_rows):
+        writer.writerow([f"x{i}", "Bad", "1", "1"])
+    return buffer.getvalue().encode()
+
+
+@pytest.fixture
+async def worker(container: Container) -> AsyncIterator[Callable[[], None]]:
+    """Call the fixture's value to start a real SAQ worker (same queue as the app)."""
+    started: list[asyncio.Task[None]] = []
+    saq_worker = create_worker(container, handle_signals=False)
+
+    def start() -> None:
+        started.append(asyncio.create_task(saq_worker.start()))
+
+    yield start
+    if started:
+        await saq_worker.stop()
+        started[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await started[0]
+
+
+async def poll(
+    client: Client,
+    headers: dict[str, str],
+    location: str,
+    until: Callable[[dict[str, Any]], bool],
+    seconds: float = 60,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = await client.get(location, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if until(body):
+            return body
+        assert time.monotonic() < deadline, f"gave up waiting; last state: {body}"
+        await asyncio.sleep(0.05)
+
+
+async def test_async_import_is_queued_runs_and_reports(
+    client: Client,
+    auth_headers: dict[str, str],
+    container: Container,
+    worker: Callable[[], None],
+) -> None:
+    count = 20_000
+    async with container.engine.connect() as blocker:
+        # Hold the products write lock: the import reads every row, then waits to apply them.
+        await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+        response = await client.put(
+            "/products",
+            params={"async": "true"},
+            files={"file": ("big.csv", product_csv(count))},
+            headers=auth_headers,
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        assert location == f"/imports/{response.json()['import_id']}"
+        assert response.json()["status"] == "queued"
+
+        queued = (await client.get(location, headers=auth_headers)).json()
+        assert queued["status"] == "queued"
+        assert queued["finished_at"] is None
+
+        worker()
+        running = await poll(
+            client, auth_headers, location, lambda b: b["status"] == "running" and b["rows_done"]
+        )
+        # Every row has been read (the count may include the header line): the import waits
+        # for the lock, still running.
+        running = await poll(client, auth_headers, location, lambda b: b["rows_done"] >= count)
+        assert running["status"] == "running"
+        listed = (await client.get("/imports", headers=auth_headers)).json()["items"][0]
+        assert listed["status"] == "running"
+        assert listed["rows_done"] >= count
+        await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+
+    done = await poll(client, auth_headers, location, lambda b: b["status"] != "running")
+    assert done["status"] == "applied", done
+    assert (done["rows"], done["created"], done["rows_done"]) == (count, count, None)
+    assert done["finished_at"] is not None
+    page = (await client.get("/products", params={"limit": 1}, headers=auth_headers)).json()
+    assert page["total"] == count
+    # The job deletes the stored file right after the import.
+    deadline = time.monotonic() + 30
+    while True:
+        async with container.engine.connect() as conn:
+            chunks = await conn.scalar(text("SELECT count(*) FROM import_upload_chunks"))
+        if chunks == 0:
+            break
+        assert time.monotonic() < deadline, "the stored file was not deleted"
+        await asyncio.sleep(0.05)
+
+
+async def test_async_import_with_bad_rows_is_rejected_with_an_error_file(
+    client: Client, auth_headers: dict[str, str], worker: Callable[[], None]
+) -> None:
+    worker()
+    response = await client.put(
+        "/products",
+        params={"async": "true"},
+        files={"file": ("mixed.csv", product_csv(5, bad_rows=2))},
+        headers=auth_headers,
+    )
+    assert response.status_code == 202, response.text
+    location = response.headers["location"]
+    done = await poll(
+        client, auth_headers, location, lambda b: b["status"] not in ("queued", "running")
+    )
+    assert done["status"] == "rejected"
+    assert (done["rows"], done["rejected"], done["created"]) == (7, 2, 0)
+    errors = await client.get(done["errors_csv"], headers=auth_headers)
+    lines = list(csv.reader(io.StringIO(errors.content.decode("utf-8-sig"), newline="")))
+    assert [line[0] for line in lines] == ["barcode", "x0", "x1"]
+
+
+async def test_async_import_problems(
+    client: Client, auth_headers: dict[str, str], worker: Callable[[], None]
+) -> None:
+    wrong_type = await client.put(
+        "/products",
+        params={"async": "true"},
+        files={"file": ("notes.txt", b"hello")},
+        headers=auth_headers,
+    )
+    assert wrong_type.status_code == 400
+    assert wrong_type.headers["content-type"].startswith("application/problem+json")
+
+    worker()
+    unreadable = await client.put(
+        "/products",
+        params={"async": "true"},
+        files={"file": ("broken.xlsx", b"not a zip")},
+        headers=auth_headers,
+    )
+    assert unreadable.status_code == 202
+    done = await poll(
+        client,
+        auth_headers,
+        unreadable.headers["location"],
+        lambda b: b["status"] not in ("queued", "running"),
+    )
+    assert done["status"] == "rejected"
+    assert "zip" in done["errors"][0]["message"]
+
+    running = await client.get(f"{unreadable.headers['location']}/errors.csv", headers=auth_headers)
+    assert running.status_code == 200
+
+
+async def test_cli_import_async(
+    client: Client,
+    auth_headers: dict[str, str],
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    worker: Callable[[], None],
+) -> None:
+    path = tmp_path / "cli.csv"
+    path.write_bytes(product_csv(10))
+    result = await asyncio.to_thread(run_cli, cli_env, "import", "--async", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    queued = json.loads(result.stdout)
+    assert queued["status"] == "queued"
+    worker()
+    done = await poll(
+        client, auth_headers, queued["location"], lambda b: b["status"] not in ("queued", "running")
+    )
+    assert (done["status"], done["created"], done["filename"]) == ("applied", 10, "cli.csv")
+
+    bad = await asyncio.to_thread(run_cli, cli_env, "import", "--async", str(tmp_path / "x.pdf"))
+    assert bad.returncode == 2
