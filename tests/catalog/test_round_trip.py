@@ -28,6 +28,8 @@ TRICKY_ROWS = [
     ["-x", "0.01", "7.5", "2025-07-01T12:00:00", "7"],
     ["@me", "19.99", "3", "2025-07-01T12:00:00", "8"],
     ["'quoted", "2.00", "1", "2025-07-01T12:00:00", "9"],
+    # A name that really starts with '= is written ''= (one more ') in a file.
+    ["''=not a formula", "2.00", "1", "2025-07-01T12:00:00", "11"],
     ["tab\there; semi", "3", "1", "2025-07-01T12:00:00", "0"],
 ]
 
@@ -63,6 +65,7 @@ async def test_export_then_import_changes_nothing(
     before = await catalog(client, auth_headers)
     names = {item["barcode"]: item["name"] for item in before}
     assert names["5"] == "=SUM(A1)"
+    assert names["11"] == "'=not a formula"
     assert names["0000000000017"] == 'Bolt, M6 "hex"'
     assert names["00042"] == "line one\nline two"
     assert Decimal(next(i for i in before if i["barcode"] == "00042")["price"]) == Decimal(
