@@ -23,6 +23,7 @@ import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 import msgspec
 
 from ekimo.container import Container
+from ekimo.products import fast_csv
 from ekimo.products.history import RejectedRows
 from ekimo.products.models import PRODUCTS_WRITE_LOCK
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
@@ -248,6 +249,18 @@ class ImportService:
             raw = await sa_conn.get_raw_connection()
             conn: Connection = raw.driver_connection
             try:
+                fast = None
+                if fmt == "csv":  # PostgreSQL parses a clean CSV; else the Python path below
+                    fast = await fast_csv.attempt(
+                        conn, source, dry_run=options.dry_run, progress=progress
+                    )
+                if fast is not None:
+                    rejected.set_header(fast.header, fast.positions)
+                    report = await self._finish_fast(
+                        conn, fast, filename, options, user_id, started, clock, import_id
+                    )
+                    await rejected.save(conn, report.import_id)
+                    return report
                 report = await self._run(
                     conn,
                     source,
@@ -345,6 +358,36 @@ class ImportService:
         report.import_id = await self._record(
             conn, report, parsed.sha256, options, user_id, started, import_id
         )
+        return report
+
+    async def _finish_fast(
+        self,
+        conn: Connection,
+        fast: fast_csv.FastOutcome,
+        filename: str,
+        options: ImportOptions,
+        user_id: int | None,
+        started: datetime,
+        clock: float,
+        import_id: int | None,
+    ) -> ImportReport:
+        """Report and record an import done by the fast path (see `fast_csv`)."""
+        status: Status = "validated" if options.dry_run else "applied"
+        report = _report(filename, "csv", options, status, clock)
+        report.rows, report.created, report.updated = fast.rows, fast.created, fast.updated
+        report.unchanged = fast.rows - fast.created - fast.updated
+        report.warnings = fast.warnings
+        report.duration_ms = _elapsed(clock)
+        try:
+            report.import_id = await self._record(
+                conn, report, fast.sha256, options, user_id, started, import_id
+            )
+            if fast.transaction is not None:
+                await fast.transaction.commit()
+        except BaseException:
+            if fast.transaction is not None and not conn.is_closed():
+                await fast.transaction.rollback()
+            raise
         return report
 
     async def _duplicates(self, conn: Connection, parsed: _Parsed, options: ImportOptions) -> None:
