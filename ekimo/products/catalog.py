@@ -162,7 +162,7 @@ class ImportHistory:
                     import_uploads.c.import_id.in_(running)
                 )
             )
-            progress = {import_id: rows_done for import_id, rows_done in result.tuples()}
+            progress = {import_id: rows_done for import_id, rows_done in result}
         return [(i, progress.get(i.id)) for i in items], total
 
     async def get(self, import_id: int) -> tuple[Import, int | None] | None:
