@@ -37,7 +37,7 @@ async def _queue_ok(container: Container) -> bool:
     return True
 
 
-@get("/health", tags=["health"], summary="Service health", cache=False)
+@get("/health", tags=["health"], summary="Service health", cache=False, security=[{}])
 async def health(container: NamedDependency[Container]) -> Response[dict[str, str]]:
     """200 when the database and the queue answer, 503 naming what is down."""
     database, queue = await asyncio.gather(_database_ok(container), _queue_ok(container))
