@@ -57,7 +57,7 @@ async def poll(
     headers: dict[str, str],
     location: str,
     until: Callable[[dict[str, Any]], bool],
-    seconds: float = 60,
+    seconds: float = 120,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while True:
