@@ -24,6 +24,9 @@ def create_worker(container: Container, *, handle_signals: bool = True) -> Worke
         cron_jobs=sync_jobs.cron_jobs(container.settings),
         startup=startup,
         concurrency=4,
+        # PostgreSQL queue: also poll, so a NOTIFY lost in a race never strands a job.
+        # (Redis blocks on its list and ignores this.)
+        poll_interval=1.0,
     )
     if not handle_signals:
         # Inside `ekimo serve`, uvicorn owns SIGINT/SIGTERM and stops the worker itself.
