@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from typing import IO, Annotated, Any, Literal
 
 from litestar import Request, put
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.openapi.spec import Example
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import Parameter, QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Response
@@ -134,6 +144,29 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
     return upload
 
 
+@dataclass
+class _ImportOperation(Operation):
+    """The handler reads the raw multipart stream: declare its body (Swagger UI file picker)."""
+
+    def __post_init__(self) -> None:
+        file_schema = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["file"],
+            properties={
+                "file": Schema(
+                    type=OpenAPIType.STRING,
+                    format=OpenAPIFormat.BINARY,
+                    description="The catalog, .csv or .xlsx (columns name, price, quantity, "
+                    "last_updated, barcode).",
+                )
+            },
+        )
+        self.request_body = RequestBody(
+            required=True,
+            content={"multipart/form-data": OpenAPIMediaType(schema=file_schema)},
+        )
+
+
 @put(
     "/products",
     summary="Import products from a CSV or XLSX file",
@@ -146,7 +179,21 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
     tags=["products"],
     request_max_body_size=None,
     status_code=200,
-    responses=None,
+    responses={
+        202: ResponseSpec(
+            ImportQueued,
+            generate_examples=False,
+            description="async=true: queued; GET the `Location` (/imports/{id}) for progress",
+        ),
+        422: ResponseSpec(
+            ImportReport,
+            generate_examples=False,
+            media_type="application/problem+json",
+            description="Rejected (on_error=reject): a problem document with the report, "
+            "`errors` naming row and column; nothing was written",
+        ),
+    },
+    operation_class=_ImportOperation,
 )
 async def import_products(
     request: Request[Any, Any, Any],
