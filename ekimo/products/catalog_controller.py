@@ -193,7 +193,7 @@ async def get_import(
     tags=["imports"],
     summary="The rejected rows of an import, to fix and upload again",
     cache=False,
-    media_type="text/csv; charset=utf-8",
+    media_type="text/csv",
 )
 async def import_errors_csv(
     container: NamedDependency[Container],
@@ -217,7 +217,7 @@ async def import_errors_csv(
     stem = item.filename.rsplit(".", 1)[0] or "import"
     return Stream(
         history.errors_csv(container.engine, import_id),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{_safe(stem)}-errors-{import_id}.csv"'
         },

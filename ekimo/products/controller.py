@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Annotated, Any, Literal
 
 from litestar import Request, put
@@ -97,8 +98,24 @@ class _TooLarge(Exception):
     pass
 
 
-def _too_large(limit_mb: int) -> ProblemDetailsException:
+def _problem(
+    *,
+    status_code: int,
+    detail: str,
+    title: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ProblemDetailsException:
+    """A problem document whose title is the status phrase unless one is given."""
     return ProblemDetailsException(
+        status_code=status_code,
+        title=title or HTTPStatus(status_code).phrase,
+        detail=detail,
+        extra=extra,
+    )
+
+
+def _too_large(limit_mb: int) -> ProblemDetailsException:
+    return _problem(
         status_code=413,
         detail=f"the file is larger than the {limit_mb} MB upload limit (MAX_UPLOAD_MB): "
         "split it, or import it with the `ekimo import` command",
@@ -111,7 +128,7 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise ProblemDetailsException(
+        raise _problem(
             status_code=400,
             detail="send the file as multipart/form-data in a field named `file`",
         )
@@ -133,13 +150,9 @@ async def _receive_file(request: Request[Any, Any, Any], container: Container) -
             upload.file.close()
         if isinstance(exc, HTTPException):
             raise
-        raise ProblemDetailsException(
-            status_code=400, detail=f"malformed multipart body: {exc}"
-        ) from None
+        raise _problem(status_code=400, detail=f"malformed multipart body: {exc}") from None
     if upload.file is None:
-        raise ProblemDetailsException(
-            status_code=400, detail="no file: send it in a multipart field named `file`"
-        )
+        raise _problem(status_code=400, detail="no file: send it in a multipart field named `file`")
     upload.file.seek(0)
     return upload
 
@@ -227,22 +240,27 @@ async def import_products(
             user_id=user_id if isinstance(user_id, int) else None,
         )
     except FileProblem as problem:
-        raise ProblemDetailsException(status_code=problem.status, detail=problem.message) from None
+        raise _problem(status_code=problem.status, detail=problem.message) from None
     except ImportFailed as failed:
-        extra = failed.report.to_dict() if failed.report is not None else None
-        raise ProblemDetailsException(
-            status_code=failed.status, detail=failed.message, extra=extra
-        ) from None
+        extra = _problem_members(failed.report) if failed.report is not None else None
+        raise _problem(status_code=failed.status, detail=failed.message, extra=extra) from None
     finally:
         upload.file.close()
     if report.status == "rejected":
-        raise ProblemDetailsException(
+        raise _problem(
             status_code=422,
             title="Import rejected",
             detail=_rejected_detail(report),
-            extra=report.to_dict(),
+            extra=_problem_members(report),
         )
     return report
+
+
+def _problem_members(report: ImportReport) -> dict[str, Any]:
+    """The report as problem-document members: RFC 9457 reserves `status` for the HTTP code."""
+    members = report.to_dict()
+    members["import_status"] = members.pop("status")
+    return members
 
 
 async def _queue(
@@ -262,7 +280,7 @@ async def _queue(
             user_id if isinstance(user_id, int) else None,
         )
     except FileProblem as problem:
-        raise ProblemDetailsException(status_code=problem.status, detail=problem.message) from None
+        raise _problem(status_code=problem.status, detail=problem.message) from None
     finally:
         upload.file.close()
     location = f"/imports/{import_id}"

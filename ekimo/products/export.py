@@ -31,7 +31,7 @@ FILE_CHUNK = 64 * 1024
 
 # barcode, name, price, quantity, last_updated
 ExportRow = tuple[str, str, Decimal, Decimal, datetime]
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+CSV_MEDIA_TYPE = "text/csv"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # A cell starting with one of these runs as a formula in spreadsheets. The escape is a leading

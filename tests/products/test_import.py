@@ -85,7 +85,8 @@ async def test_row_errors_reject_nothing_written_and_skip(
     assert rejected.status_code == 422
     assert rejected.headers["content-type"].startswith("application/problem+json")
     body = rejected.json()
-    assert body["status"] == "rejected"
+    assert body["status"] == 422
+    assert body["import_status"] == "rejected"
     assert body["rejected"] == 10
     by_row = {(e["row"], e["column"]): e["message"] for e in body["errors"]}
     assert "digits were lost" in by_row[(2, "barcode")]
