@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ekimo.db import metadata
+from ekimo.products.rows import ERRORS_CSV_COLUMN
 
 import_rejected_rows = Table(
     "import_rejected_rows",
@@ -174,7 +175,7 @@ async def errors_csv(engine: AsyncEngine, import_id: int) -> AsyncIterator[bytes
                 cells: list[str] = [str(c) for c in row.cells]
                 if row.row_no == HEADER_ROW:
                     width = len(cells)
-                    out.append(_csv_line([*cells, "error"]))
+                    out.append(_csv_line([*cells, ERRORS_CSV_COLUMN]))
                     continue
                 # Padded to the header's width; the error column follows the file's columns.
                 padded = cells + [""] * (width - len(cells))
@@ -185,7 +186,7 @@ async def errors_csv(engine: AsyncEngine, import_id: int) -> AsyncIterator[bytes
                 first = False
             yield chunk
         if first:
-            yield codecs.BOM_UTF8 + _csv_line(["error"]).encode()
+            yield codecs.BOM_UTF8 + _csv_line([ERRORS_CSV_COLUMN]).encode()
 
 
 async def store_upload(conn: Any, import_id: int, stream: IO[bytes]) -> int:

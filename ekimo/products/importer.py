@@ -27,7 +27,15 @@ from ekimo.products import fast_csv
 from ekimo.products.history import RejectedRows
 from ekimo.products.models import PRODUCTS_WRITE_LOCK
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
-from ekimo.products.rows import KNOWN, MAX_ERRORS_KEPT, REQUIRED, ErrorLog, RowError, RowValidator
+from ekimo.products.rows import (
+    ERRORS_CSV_COLUMN,
+    KNOWN,
+    MAX_ERRORS_KEPT,
+    REQUIRED,
+    ErrorLog,
+    RowError,
+    RowValidator,
+)
 
 OnError = Literal["reject", "skip"]
 Status = Literal["applied", "validated", "rejected"]
@@ -139,7 +147,7 @@ def map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
                     422, f"the column {key!r} appears twice in the header: keep only one"
                 )
             positions[key] = index
-        elif key:
+        elif key and key != ERRORS_CSV_COLUMN:
             unknown.append(cell.strip())
     missing = [c for c in REQUIRED if c not in positions]
     if missing:

@@ -19,6 +19,8 @@ from typing import TypedDict
 REQUIRED = ("barcode", "name", "price", "quantity")
 OPTIONAL = ("last_updated",)
 KNOWN = REQUIRED + OPTIONAL
+# The column GET /imports/{id}/errors.csv adds; a fixed errors file is re-uploaded as it is.
+ERRORS_CSV_COLUMN = "error"
 
 MAX_ERRORS_KEPT = 1000
 MAX_BARCODE_DIGITS = 14

@@ -105,6 +105,7 @@ async def test_errors_csv_fix_and_upload_again(
     )
     assert retry.status_code == 200, retry.text
     assert retry.json()["created"] == 2
+    assert retry.json()["warnings"] == []  # the error column is expected, not unknown
 
 
 async def test_errors_csv_of_an_xlsx_upload(client: Client, auth_headers: dict[str, str]) -> None:
