@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from ekimo.container import Container
 from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.settings import Settings
 from ekimo.worker import create_worker
 from tests.conftest import run_cli
 
@@ -36,20 +37,25 @@ def product_csv(count: int, bad_rows: int = 0) -> bytes:
 
 
 @pytest.fixture
-async def worker(container: Container) -> AsyncIterator[Callable[[], None]]:
-    """Call the fixture's value to start a real SAQ worker (same queue as the app)."""
+async def worker(settings: Settings) -> AsyncIterator[Callable[[], None]]:
+    """Call the fixture's value to start a real SAQ worker (same queue as the app).
+
+    The worker has a container of its own, as `ekimo worker` would: SAQ's queue objects keep
+    dequeue state in memory, so one is never shared by successive workers.
+    """
     started: list[asyncio.Task[None]] = []
-    saq_worker = create_worker(container, handle_signals=False)
+    async with Container(settings) as own:
+        saq_worker = create_worker(own, handle_signals=False)
 
-    def start() -> None:
-        started.append(asyncio.create_task(saq_worker.start()))
+        def start() -> None:
+            started.append(asyncio.create_task(saq_worker.start()))
 
-    yield start
-    if started:
-        await saq_worker.stop()
-        started[0].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await started[0]
+        yield start
+        if started:
+            await saq_worker.stop()
+            started[0].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await started[0]
 
 
 async def poll(

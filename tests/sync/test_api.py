@@ -87,9 +87,15 @@ async def test_status_counts_pending_and_shows_the_last_run(
 
 
 async def test_post_sync_runs_the_job_on_the_worker(
-    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+    container: Container,
+    settings: Settings,
+    client: AsyncTestClient[Any],
+    auth_headers: dict[str, str],
 ) -> None:
-    worker = create_worker(container, handle_signals=False)
+    # The worker gets a container (and so a SAQ queue object) of its own, as in `ekimo worker`.
+    own = Container(settings)
+    await own.start()
+    worker = create_worker(own, handle_signals=False)
     task = asyncio.create_task(worker.start())
     try:
         accepted = await client.post("/sync", headers=auth_headers)
@@ -117,3 +123,4 @@ async def test_post_sync_runs_the_job_on_the_worker(
         await worker.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await own.stop()
