@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.rows import MAX_NAME_LENGTH
 
 log = logging.getLogger(__name__)
@@ -212,20 +212,6 @@ def _sql(header: _Header, count: int) -> tuple[str, str]:
     return ddl, source
 
 
-MERGE = """
-MERGE INTO products AS p
-USING ({source}) AS s ON p.barcode = s.barcode
-WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
-        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
-    THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
-        last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
-WHEN NOT MATCHED THEN
-    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
-            created_at, updated_at)
-    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
-"""
-
-
 def _step(what: str, since: float) -> float:
     now = time.perf_counter()
     log.debug("import fast path: %s %.3f s", what, now - since)
@@ -313,7 +299,7 @@ async def _attempt(
         now = await conn.fetchval("SELECT clock_timestamp()")
         before: int = await conn.fetchval("SELECT count(*) FROM products")
         clock = _step("lock and count", clock)
-        merged = await conn.execute(MERGE.format(source=query), now)
+        merged = await conn.execute(merge_into_products(f"({query})"), now)
         clock = _step("MERGE", clock)
         touched = int(merged.rsplit(" ", 1)[-1])
         after: int = await conn.fetchval("SELECT count(*) FROM products")

@@ -25,7 +25,7 @@ import msgspec
 from ekimo.container import Container
 from ekimo.products import fast_csv
 from ekimo.products.history import RejectedRows
-from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
 from ekimo.products.rows import (
     ERRORS_CSV_COLUMN,
@@ -61,18 +61,7 @@ SELECT barcode, min(row_no) AS first_row
 FROM import_staging GROUP BY barcode HAVING count(*) > 1
 """
 
-MERGE = """
-MERGE INTO products AS p
-USING import_staging AS s ON p.barcode = s.barcode
-WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
-        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
-    THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
-        last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
-WHEN NOT MATCHED THEN
-    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
-            created_at, updated_at)
-    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
-"""
+MERGE = merge_into_products("import_staging")
 
 RECORD = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,

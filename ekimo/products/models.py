@@ -77,3 +77,24 @@ class Import(BigIntAuditBase):
     started_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     duration_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+def merge_into_products(source: str) -> str:
+    """The one upsert rule of every import path: `source` (a table or a parenthesised query
+    with barcode, name, price, quantity, last_updated) merged into `products`, `$1` = now.
+
+    New barcodes are inserted at version 1; a real change bumps `version` and `updated_at`;
+    identical values (a missing last_updated keeps the stored one) change nothing.
+    """
+    return f"""
+MERGE INTO products AS p
+USING {source} AS s ON p.barcode = s.barcode
+WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
+        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
+    THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
+        last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
+WHEN NOT MATCHED THEN
+    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
+            created_at, updated_at)
+    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
+"""  # noqa: S608 (source is one of our own staging tables or queries, never user input)
