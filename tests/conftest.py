@@ -7,6 +7,7 @@ on the embedded server under `./.ekimo/`. Either way the database is dropped at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -52,15 +53,23 @@ async def admin_execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
+@contextlib.contextmanager
+def migrated_database(server: str, prefix: str) -> Iterator[str]:
+    """A new database on `server`, migrated to head, dropped on exit; yields its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    asyncio.run(admin_execute(server, f'CREATE DATABASE "{name}"'))
+    try:
+        url = with_database(server, name)
+        db.upgrade(url)
+        yield url
+    finally:
+        asyncio.run(admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    server = _server_url()
-    name = f"ekimo_test_{secrets.token_hex(4)}"
-    asyncio.run(admin_execute(server, f'CREATE DATABASE "{name}"'))
-    url = with_database(server, name)
-    db.upgrade(url)
-    yield url
-    asyncio.run(admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with migrated_database(_server_url(), "ekimo_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,7 +19,7 @@ from ekimo.container import Container
 from ekimo.settings import Settings
 from ekimo.sync.client import RetryPolicy
 from ekimo.sync.service import SyncService
-from tests.conftest import admin_execute, with_database
+from tests.conftest import migrated_database
 from tests.sync.fake_api import FakeApi
 
 # Fast retries and a short client timeout: the fault tests finish in well under a second each.
@@ -156,12 +155,8 @@ async def create_account(url: str, username: str, password: str) -> None:
 @pytest.fixture(scope="session")
 def receiver_database_url(database_url: str) -> Iterator[str]:
     """A second ekimo database on the same server, for a second ekimo instance."""
-    name = f"ekimo_test_rx_{secrets.token_hex(4)}"
-    asyncio.run(admin_execute(database_url, f'CREATE DATABASE "{name}"'))
-    url = with_database(database_url, name)
-    db.upgrade(url)
-    yield url
-    asyncio.run(admin_execute(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with migrated_database(database_url, "ekimo_test_rx") as url:
+        yield url
 
 
 @pytest.fixture
