@@ -12,8 +12,14 @@ from ekimo.products import jobs as product_jobs
 from ekimo.sync import jobs as sync_jobs
 
 
-def create_worker(container: Container, *, handle_signals: bool = True) -> Worker[Any]:
-    """A worker whose jobs find the container in their context as `ctx["container"]`."""
+def create_worker(
+    container: Container, *, handle_signals: bool = True, schedule: bool = True
+) -> Worker[Any]:
+    """A worker whose jobs find the container in their context as `ctx["container"]`.
+
+    `schedule=False` leaves out the cron jobs: the worker only runs what is queued
+    (tests use it so a scheduled sync at a round minute cannot race the job they queue).
+    """
 
     async def startup(ctx: Context) -> None:
         ctx["container"] = container  # pyright: ignore[reportGeneralTypeIssues]
@@ -21,7 +27,7 @@ def create_worker(container: Container, *, handle_signals: bool = True) -> Worke
     saq_worker: Worker[Any] = Worker(
         container.queue,
         functions=[*product_jobs.functions, *sync_jobs.functions],
-        cron_jobs=sync_jobs.cron_jobs(container.settings),
+        cron_jobs=sync_jobs.cron_jobs(container.settings) if schedule else [],
         startup=startup,
         concurrency=4,
         # PostgreSQL queue: also poll, so a NOTIFY lost in a race never strands a job.

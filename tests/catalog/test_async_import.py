@@ -45,7 +45,7 @@ async def worker(settings: Settings) -> AsyncIterator[Callable[[], None]]:
     """
     started: list[asyncio.Task[None]] = []
     async with Container(settings) as own:
-        saq_worker = create_worker(own, handle_signals=False)
+        saq_worker = create_worker(own, handle_signals=False, schedule=False)
 
         def start() -> None:
             started.append(asyncio.create_task(saq_worker.start()))

@@ -95,7 +95,7 @@ async def test_post_sync_runs_the_job_on_the_worker(
     # The worker gets a container (and so a SAQ queue object) of its own, as in `ekimo worker`.
     own = Container(settings)
     await own.start()
-    worker = create_worker(own, handle_signals=False)
+    worker = create_worker(own, handle_signals=False, schedule=False)
     task = asyncio.create_task(worker.start())
     try:
         accepted = await client.post("/sync", headers=auth_headers)

@@ -365,3 +365,11 @@ async def test_cron_job_is_scheduled_unique_with_a_long_timeout(container: Conta
     worker = create_worker(container, handle_signals=False)
     assert sync_products in [c.function for c in worker.cron_jobs]
     assert "sync_products" in worker.functions
+
+
+def test_a_worker_without_schedule_has_no_cron_jobs(container: Container) -> None:
+    from ekimo.worker import create_worker
+
+    worker = create_worker(container, handle_signals=False, schedule=False)
+    assert worker.cron_jobs == []
+    assert "sync_products" in worker.functions
