@@ -1,14 +1,20 @@
 """The optimistic path for clean CSV files: PostgreSQL parses and validates, Python only streams.
 
 For a UTF-8 CSV (with or without BOM) whose source can be read again, the raw bytes go straight
-into `COPY import_raw FROM STDIN (FORMAT csv)`, a temporary table of text columns. One MERGE
-then casts and checks every value in SQL while it upserts: the checks accept a subset of what
-`rows.RowValidator` accepts (the common, canonical spellings), and give the same values for it.
-Anything else — a value the checks refuse, a ragged row, a blank line, bytes that are not UTF-8,
-a quote PostgreSQL would read differently from Python's csv module, a barcode twice — makes a
-statement fail, the transaction is rolled back and `attempt` answers None: the caller then runs
-the Python path on the same file, which reports the exact errors. So this path only has to be
-right for clean files; everything a user sees on a dirty one comes from the Python path.
+into `COPY import_raw FROM STDIN (FORMAT csv)`, a temporary table of text columns. SQL then casts
+and checks every value: the checks accept a subset of what `rows.RowValidator` accepts (the
+common, canonical spellings), and give the same values for it. Anything else — a value the
+checks refuse, a ragged row, a blank line, bytes that are not UTF-8, a quote PostgreSQL would
+read differently from Python's csv module, a barcode twice — makes a statement fail, the
+transaction is rolled back and `attempt` answers None: the caller then runs the Python path on
+the same file, which reports the exact errors. So this path only has to be right for clean
+files; everything a user sees on a dirty one comes from the Python path.
+
+Two connections share the work, so both cores do some. The same bytes are COPYed into a raw
+table on each, at the same time. The import's connection casts the values and MERGEs them into
+`products` in the import's one transaction; meanwhile a helper connection runs the checks on
+its copy. The import commits only if the helper found no value to refuse (a cast that fails, a
+barcode twice or a broken constraint fails the MERGE itself).
 
 `stats` counts the outcomes (for tests and logs); each fallback is also logged with its reason.
 """
@@ -24,6 +30,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -34,10 +41,16 @@ log = logging.getLogger(__name__)
 
 Connection = Any
 Progress = Callable[[int], None]
+# Opens the helper connection (another connection of the same database).
+HelperConnection = Callable[[], AbstractAsyncContextManager[Connection]]
+# File chunks for one COPY: bytes, then None at the end, or the exception that stopped reading.
+_Chunks = asyncio.Queue[bytes | BaseException | None]
 
 CHUNK_BYTES = 1024 * 1024
 HEADER_BYTES = 64 * 1024
 CSV_DELIMITERS = (",", ";", "\t")
+# Chunks read ahead for each of the two COPYs.
+QUEUED_CHUNKS = 4
 
 # False: always the Python path (to compare the two, in tests and benchmarks).
 enabled = True
@@ -160,8 +173,17 @@ class _QuoteCheck:
             self.previous = data[-1]
 
 
-def _sql(header: _Header, count: int) -> tuple[str, str]:
-    """(DDL, MERGE source query) for a file of `count` columns."""
+@dataclass
+class _Sql:
+    raw_ddl: str
+    merge_source: str  # the cast values of every non-blank row, for the MERGE
+    refused: str  # how many rows a check refuses (must be 0)
+    blank: str  # how many all-empty records (not rows)
+
+
+def _sql(header: _Header, count: int) -> _Sql:
+    """The statements for a file of `count` columns (column names made here: no text from the
+    file goes into the SQL)."""
     columns = [f"c{i}" for i in range(count)]
     ddl = (
         "CREATE TEMP TABLE import_raw ("
@@ -176,6 +198,17 @@ def _sql(header: _Header, count: int) -> tuple[str, str]:
         # Decimal commas, exactly as the Python path: every comma becomes a point.
         price, quantity = f"replace({price}, ',', '.')", f"replace({quantity}, ',', '.')"
     blank = " AND ".join(f"{c} = ''" for c in columns)
+    # OFFSET 0 keeps the casts a subquery of their own: each value is cast once.
+    cast = f"""
+        SELECT {barcode} AS barcode, {name} AS raw_name,
+            CASE WHEN {name} LIKE '''=%' OR {name} LIKE '''+%' OR {name} LIKE '''-%'
+                OR {name} LIKE '''@%' THEN substr({name}, 2) ELSE {name} END AS name,
+            {price} AS price_text, ({price})::numeric AS price,
+            {quantity} AS quantity_text, ({quantity})::numeric AS quantity,
+            {updated} AS updated_text,
+            CASE WHEN {updated} <> '' THEN ({updated})::timestamp END AS updated
+        FROM import_raw WHERE NOT ({blank}) OFFSET 0
+    """  # noqa: S608
     # Numbers: canonical text only (what numeric prints back), >= 0, < 10^12, no extra digits.
     checks = f"""
         octet_length(barcode) BETWEEN 1 AND 14
@@ -184,32 +217,23 @@ def _sql(header: _Header, count: int) -> tuple[str, str]:
         AND ascii(right(raw_name, 1)) > 32
         AND ascii(right(raw_name, 1)) NOT IN ({_NON_ASCII_SPACES})
         AND length(name) BETWEEN 1 AND {MAX_NAME_LENGTH}
-        AND price::text = price_text AND price >= 0 AND price < 1e12 AND price = round(price, 2)
+        AND price::text = price_text AND price >= 0 AND price < 1e12 AND scale(price) <= 2
         AND quantity::text = quantity_text AND quantity >= 0 AND quantity < 1e12
-        AND quantity = round(quantity, 3)
+        AND scale(quantity) <= 3
         AND (updated_text = '' OR (
             (updated_text LIKE '____-__-__T__:__:__' OR updated_text LIKE '____-__-__ __:__:__')
             AND updated::text = replace(updated_text, 'T', ' ')))
     """
-    # Column names made here; no text from the file goes into the SQL.
-    # OFFSET 0 keeps each level a subquery, so the checks run once (not in the join condition
-    # and again in the MERGE's INSERT).
-    source = f"""
-        SELECT CASE WHEN {checks} THEN barcode END AS barcode, name, price, quantity,
+    merge_source = f"""(
+        SELECT barcode, name, price, quantity,
             CASE WHEN updated_text <> '' THEN updated AT TIME ZONE 'UTC' END AS last_updated
-        FROM (
-            SELECT {barcode} AS barcode, {name} AS raw_name,
-                CASE WHEN {name} LIKE '''=%' OR {name} LIKE '''+%' OR {name} LIKE '''-%'
-                    OR {name} LIKE '''@%' THEN substr({name}, 2) ELSE {name} END AS name,
-                {price} AS price_text, ({price})::numeric AS price,
-                {quantity} AS quantity_text, ({quantity})::numeric AS quantity,
-                {updated} AS updated_text,
-                CASE WHEN {updated} <> '' THEN ({updated})::timestamp END AS updated
-            FROM import_raw WHERE NOT ({blank}) OFFSET 0
-        ) AS r
-        OFFSET 0
-    """  # noqa: S608
-    return ddl, source
+        FROM ({cast}) AS r)"""  # noqa: S608
+    return _Sql(
+        raw_ddl=ddl,
+        merge_source=merge_source,
+        refused=f"SELECT count(*) FROM ({cast}) AS r WHERE ({checks}) IS NOT TRUE",  # noqa: S608
+        blank=f"SELECT count(*) FROM import_raw WHERE {blank}",  # noqa: S608
+    )
 
 
 def _step(what: str, since: float) -> float:
@@ -219,14 +243,19 @@ def _step(what: str, since: float) -> float:
 
 
 async def attempt(
-    conn: Connection, source: IO[bytes], *, dry_run: bool, progress: Progress | None
+    conn: Connection,
+    helper: HelperConnection,
+    source: IO[bytes],
+    *,
+    dry_run: bool,
+    progress: Progress | None,
 ) -> FastOutcome | None:
     """Import `source` the fast way, or None (with `source` where it was) to fall back."""
     if not enabled or not source.seekable():
         return None
     start = source.tell()
     try:
-        outcome = await _attempt(conn, source, dry_run, progress)
+        outcome = await _attempt(conn, helper, source, dry_run, progress)
     except _NotFast as reason:
         log.info("import fast path not taken: %s", reason)
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -244,70 +273,156 @@ async def attempt(
     return None
 
 
+class _Reader:
+    """The file after its header, in chunks, to both COPYs; hashes and checks quotes on the way."""
+
+    def __init__(self, source: IO[bytes], progress: Progress | None) -> None:
+        self.source = source
+        self.progress = progress
+        self.digest = hashlib.sha256()
+        self.lines = 0
+        self.checker_gone = False  # the checker's COPY failed: stop feeding it
+
+    def header(self) -> tuple[_Header, _QuoteCheck, bytes]:
+        head = self.source.read(HEADER_BYTES)
+        self.digest.update(head)
+        header = _read_header(head)
+        return header, _QuoteCheck(header.delimiter), head[header.body_offset :]
+
+    async def feed(
+        self, quotes: _QuoteCheck, first: bytes, ours: _Chunks, checker: _Chunks
+    ) -> None:
+        def next_chunk() -> bytes:
+            data = self.source.read(CHUNK_BYTES)
+            self.digest.update(data)
+            quotes.feed(data, final=not data)
+            return data
+
+        async def put(item: bytes | BaseException | None) -> None:
+            await ours.put(item)
+            if not self.checker_gone:
+                await checker.put(item)
+
+        try:
+            data = first
+            quotes.feed(data, final=False)
+            while data:
+                await put(data)
+                self.lines += data.count(b"\n")
+                if self.progress is not None:
+                    self.progress(self.lines)
+                data = await asyncio.to_thread(next_chunk)
+        except Exception as exc:
+            await put(exc)
+        else:
+            await put(None)
+
+
+async def _drain(queue: _Chunks) -> AsyncIterator[bytes]:
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+async def _copy_raw(conn: Connection, sql: _Sql, header: _Header, chunks: _Chunks) -> int:
+    """COPY the file into `import_raw`; the number of records."""
+    columns = [f"c{i}" for i in range(len(header.cells))]
+    await conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    await conn.execute(sql.raw_ddl)
+    status: str = await conn.copy_to_table(
+        "import_raw",
+        source=_drain(chunks),
+        format="csv",
+        header=True,
+        delimiter=header.delimiter,
+        columns=columns,
+        force_not_null=columns,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _check(
+    checker: Connection, sql: _Sql, header: _Header, chunks: _Chunks, reader: _Reader
+) -> int:
+    """The helper connection's part: the number of rows, or `_NotFast` if a check refuses one."""
+    try:
+        copied = await _copy_raw(checker, sql, header, chunks)
+    except BaseException:
+        reader.checker_gone = True
+        while not chunks.empty():  # unblock the reader, which may wait to put one more
+            chunks.get_nowait()
+        raise
+    clock = time.perf_counter()
+    refused: int = await checker.fetchval(sql.refused)
+    if refused:
+        raise _NotFast(f"{refused} rows not in the fast path's spelling")
+    blank: int = await checker.fetchval(sql.blank)
+    _step("checks", clock)
+    return copied - blank
+
+
 async def _attempt(
-    conn: Connection, source: IO[bytes], dry_run: bool, progress: Progress | None
+    conn: Connection,
+    helper: HelperConnection,
+    source: IO[bytes],
+    dry_run: bool,
+    progress: Progress | None,
 ) -> FastOutcome:
-    digest = hashlib.sha256()
-    head = await asyncio.to_thread(source.read, HEADER_BYTES)
-    digest.update(head)
-    header = _read_header(head)
-    ddl, query = _sql(header, len(header.cells))
-    quotes = _QuoteCheck(header.delimiter)
-    lines = 0
+    reader = _Reader(source, progress)
+    header, quotes, first = await asyncio.to_thread(reader.header)
+    sql = _sql(header, len(header.cells))
+    async with helper() as checker:
+        checking = checker.transaction()  # its temporary table goes with the rollback
+        await checking.start()
+        try:
+            return await _import(conn, checker, sql, reader, header, quotes, first, dry_run)
+        finally:
+            if not checker.is_closed():
+                await checking.rollback()
 
-    def next_chunk() -> bytes:
-        data = source.read(CHUNK_BYTES)
-        digest.update(data)
-        quotes.feed(data, final=not data)
-        return data
 
-    async def chunks() -> AsyncIterator[bytes]:
-        nonlocal lines
-        data = head[header.body_offset :]
-        quotes.feed(data, final=False)
-        while data:
-            yield data
-            lines += data.count(b"\n")
-            if progress is not None:
-                progress(lines)
-            data = await asyncio.to_thread(next_chunk)
-
+async def _import(
+    conn: Connection,
+    checker: Connection,
+    sql: _Sql,
+    reader: _Reader,
+    header: _Header,
+    quotes: _QuoteCheck,
+    first: bytes,
+    dry_run: bool,
+) -> FastOutcome:
+    ours: _Chunks = asyncio.Queue(QUEUED_CHUNKS)
+    theirs: _Chunks = asyncio.Queue(QUEUED_CHUNKS)
+    feeding = asyncio.create_task(reader.feed(quotes, first, ours, theirs))
+    checking = asyncio.create_task(_check(checker, sql, header, theirs, reader))
     transaction = conn.transaction()
     await transaction.start()
     clock = time.perf_counter()
     try:
-        await conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
-        await conn.execute("SET LOCAL work_mem = '256MB'")
-        await conn.execute(ddl)
-        columns = [f"c{i}" for i in range(len(header.cells))]
-        status: str = await conn.copy_to_table(
-            "import_raw",
-            source=chunks(),
-            format="csv",
-            header=True,
-            delimiter=header.delimiter,
-            columns=columns,
-            force_not_null=columns,
-        )
-        copied = int(status.rsplit(" ", 1)[-1])
+        await _copy_raw(conn, sql, header, ours)
         clock = _step("COPY", clock)
-        empty = " AND ".join(f"{c} = ''" for c in columns)
-        blank: int = await conn.fetchval(f"SELECT count(*) FROM import_raw WHERE {empty}")  # noqa: S608
-        rows = copied - blank
-        clock = _step("blank count", clock)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PRODUCTS_WRITE_LOCK)
         now = await conn.fetchval("SELECT clock_timestamp()")
         before: int = await conn.fetchval("SELECT count(*) FROM products")
-        clock = _step("lock and count", clock)
-        merged = await conn.execute(merge_into_products(f"({query})"), now)
+        merged = await conn.execute(merge_into_products(sql.merge_source), now)
         clock = _step("MERGE", clock)
         touched = int(merged.rsplit(" ", 1)[-1])
         after: int = await conn.fetchval("SELECT count(*) FROM products")
+        rows = await checking  # nothing commits before the checks passed
+        _step("waiting for the checks", clock)
         if touched > rows:
             raise _NotFast("the MERGE touched more rows than the file has")
-        if progress is not None:
-            progress(rows)
+        if reader.progress is not None:
+            reader.progress(rows)
     except BaseException:
+        for task in (feeding, checking):
+            task.cancel()
+        await asyncio.gather(feeding, checking, return_exceptions=True)
         if not conn.is_closed():
             await transaction.rollback()
         raise
@@ -317,7 +432,7 @@ async def _attempt(
         created=created,
         updated=touched - created,
         warnings=header.warnings,
-        sha256=digest.hexdigest(),
+        sha256=reader.digest.hexdigest(),
         transaction=transaction,
         header=header.cells,
         positions=header.positions,

@@ -13,9 +13,10 @@ import, applied or not, is recorded in `imports`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import IO, Any, Literal
 
@@ -249,7 +250,7 @@ class ImportService:
                 fast = None
                 if fmt == "csv":  # PostgreSQL parses a clean CSV; else the Python path below
                     fast = await fast_csv.attempt(
-                        conn, source, dry_run=options.dry_run, progress=progress
+                        conn, self._helper, source, dry_run=options.dry_run, progress=progress
                     )
                 if fast is not None:
                     rejected.set_header(fast.header, fast.positions)
@@ -286,6 +287,13 @@ class ImportService:
                 raise ImportFailed(problem, report) from None
             finally:
                 rejected.close()
+
+    @contextlib.asynccontextmanager
+    async def _helper(self) -> AsyncGenerator[Connection]:
+        """A second connection, for the fast path's checking (see `fast_csv`)."""
+        async with self.container.engine.connect() as sa_conn:
+            raw = await sa_conn.get_raw_connection()
+            yield raw.driver_connection
 
     async def _run(
         self,

@@ -241,3 +241,47 @@ async def test_quotes_across_chunk_boundaries(
     bad = csv_bytes(rows).replace(b'"Name ""7""', b'"Name ""7"x"')
     path, _, _ = await _both(container, bad)
     assert path == "python"
+
+
+def _many(count: int, first: int = 1000) -> list[list[str]]:
+    return [
+        [str(first + i), f"Product {i} with a name long enough to fill pages", f"{i}.5", "1", ""]
+        for i in range(count)
+    ]
+
+
+async def test_thousands_of_rows_and_a_re_import_with_changes(container: Container) -> None:
+    rows = _many(3000)
+    path, report, stored = await _both(container, csv_bytes(rows))
+    assert path == "fast"
+    assert (report["created"], report["updated"]) == (3000, 0)
+    assert stored["3999"][0] == "Product 2999 with a name long enough to fill pages"
+    changed = [[r[0], r[1], "0.25" if i % 10 == 0 else r[2], *r[3:]] for i, r in enumerate(rows)]
+    path, report = await _import(container, csv_bytes(changed), fast=True)
+    assert path == "fast"
+    assert (report["created"], report["updated"], report["unchanged"]) == (0, 300, 2700)
+
+
+async def test_a_barcode_twice_far_apart_falls_back_and_is_reported(container: Container) -> None:
+    rows = _many(2000)
+    rows[1900][0] = rows[5][0]
+    for on_error in ("reject", "skip"):
+        path, report, _ = await _both(container, csv_bytes(rows), ImportOptions(on_error=on_error))
+        assert path == "python"
+        assert report["errors"][0]["row"] == 1902
+        assert "already appears on row 7" in report["errors"][0]["message"]
+
+
+async def test_a_value_only_the_checks_refuse_writes_nothing(
+    container: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 1.999 casts to numeric, so the MERGE succeeds; the helper's checks refuse it.
+    rows = _many(2000)
+    rows[1500][2] = "1.999"
+    with caplog.at_level(logging.INFO, logger="ekimo.products.fast_csv"):
+        path, report, stored = await _both(container, csv_bytes(rows))
+    assert "1 rows not in the fast path's spelling" in caplog.text
+    assert path == "python"
+    assert report["status"] == "rejected"
+    assert report["errors"][0]["row"] == 1502
+    assert stored == {}
