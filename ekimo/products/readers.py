@@ -12,11 +12,11 @@ import csv
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from ekimo.products.rows import float_text
 
@@ -192,22 +192,33 @@ def check_zip(stream: IO[bytes], max_bytes: int) -> None:
         )
 
 
+def _bool_text(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
+def _blank(_: object) -> str:
+    return ""
+
+
+# Cell text by the exact type python-calamine gives: one dict lookup per cell, no if-chain.
+_CELL_TEXT: dict[type, Callable[[Any], str]] = {
+    str: str,
+    float: float_text,
+    int: str,
+    bool: _bool_text,
+    datetime: datetime.isoformat,
+    date: date.isoformat,
+    time: str,
+    timedelta: str,
+    type(None): _blank,
+}
+
+
 def _cell_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return float_text(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, time | timedelta):
-        return str(value)
-    return "" if value is None else str(value)
+    convert = _CELL_TEXT.get(type(value))
+    if convert is None:  # a subclass: the first type it is an instance of (datetime before date)
+        convert = next((f for t, f in _CELL_TEXT.items() if isinstance(value, t)), str)
+    return convert(value)
 
 
 class XlsxSource:
@@ -247,11 +258,11 @@ class XlsxSource:
 
     def batches(self, size: int) -> Iterator[list[list[str]]]:
         rows = self._rows
-        text = _cell_text
+        text, known = _cell_text, _CELL_TEXT.get
         while True:
             try:
                 batch = [
-                    [v if type(v) is str else text(v) for v in values]
+                    [v if type(v) is str else (known(type(v)) or text)(v) for v in values]
                     for values in islice(rows, size)
                 ]
             except Exception as exc:

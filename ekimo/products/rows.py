@@ -9,7 +9,6 @@ such as `1.50E+2` or `007.5`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -264,9 +263,10 @@ def _valid_naive(value: str) -> bool:
 
 
 def float_text(value: float) -> str:
-    """A float from a spreadsheet cell as the decimal the user typed (19.99, not 19.98999…)."""
-    if math.isnan(value) or math.isinf(value):
-        return repr(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.15g}"
+    """A float from a spreadsheet cell as the decimal the user typed (19.99, not 19.98999…).
+
+    15 significant digits (what Excel shows) drop the binary noise; whole numbers below 1e15
+    (808080808080.0) print without a point; nan and inf print as such (row errors later).
+    """
+    text = f"{value:.15g}"
+    return "0" if text == "-0" else text
