@@ -1,8 +1,10 @@
 """Import benchmark: ekimo's import against `psql \\copy` of the same file, in the same run.
 
-Cases: a CSV imported fresh, re-imported unchanged, re-imported with 10% of rows changed;
-an XLSX against a bare python-calamine read of the same file. Each ekimo import runs as
-`ekimo import --json` in a subprocess, so its peak resident memory is measured alone.
+Baselines: `\\copy` into a copy of the products table (the goals' reference), and into a
+minimal table (the file's columns, unique barcode). Cases: a CSV imported fresh, re-imported
+unchanged, re-imported with 10% of rows changed; an XLSX against a bare python-calamine read
+of the same file. Each ekimo import runs as `ekimo import --json` in a subprocess, so its peak
+resident memory is measured alone.
 
     python -m benchmarks import [--rows 1000000] [--xlsx-rows 100000]
 
@@ -33,10 +35,22 @@ DATA = ROOT / "bench-data"
 GEN = ROOT.parent / "shared" / "gen_products.py"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-BASELINE_TABLE = """
-CREATE TABLE baseline (name text, price numeric(14,2), quantity numeric(15,3),
-    last_updated timestamptz, barcode varchar(14) UNIQUE)
-"""
+# Two baselines, each the best of two `\copy` runs of the same file into an empty table:
+# "products" is a copy of the products table (its columns, constraints, indexes and defaults;
+# created_at/updated_at default to now() as the file lacks them): what loading the catalog
+# costs PostgreSQL by itself, and the reference of the goals. "minimal" is the file's five
+# columns with a unique barcode: what COPY costs with nothing else to maintain.
+BASELINE_TABLES = {
+    "products": (
+        "CREATE TABLE baseline (LIKE products INCLUDING ALL);"
+        " ALTER TABLE baseline ALTER created_at SET DEFAULT now(),"
+        " ALTER updated_at SET DEFAULT now()"
+    ),
+    "minimal": (
+        "CREATE TABLE baseline (name text, price numeric(14,2), quantity numeric(15,3),"
+        " last_updated timestamptz, barcode varchar(14) UNIQUE)"
+    ),
+}
 
 
 def _with_database(url: str, name: str) -> str:
@@ -73,16 +87,25 @@ def _changed_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def _psql_copy(url: str, path: Path) -> float:
-    subprocess.run(
-        ["psql", url, "-qc", "DROP TABLE IF EXISTS baseline", "-c", BASELINE_TABLE], check=True
-    )
-    started = time.perf_counter()
-    subprocess.run(
-        ["psql", url, "-qc", f"\\copy baseline FROM '{path}' WITH (FORMAT csv, HEADER)"],
-        check=True,
-    )
-    return time.perf_counter() - started
+def _psql_copy(url: str, path: Path, table: str) -> float:
+    r"""Seconds of the faster of two `\copy` runs of `path` into an empty baseline table."""
+    with path.open() as file:
+        columns = file.readline().strip()  # the file's header names the table's columns
+    times: list[float] = []
+    for _ in range(2):
+        subprocess.run(
+            ["psql", url, "-qc", "DROP TABLE IF EXISTS baseline", "-c", BASELINE_TABLES[table]],
+            check=True,
+        )
+        subprocess.run(["psql", url, "-qc", "CHECKPOINT"], check=True)
+        started = time.perf_counter()
+        subprocess.run(
+            ["psql", url, "-qc", f"\\copy baseline ({columns}) FROM '{path}' (FORMAT csv, HEADER)"],
+            check=True,
+        )
+        times.append(time.perf_counter() - started)
+    subprocess.run(["psql", url, "-qc", "DROP TABLE baseline"], check=True)
+    return min(times)
 
 
 def _ekimo_import(env: dict[str, str], path: Path) -> tuple[float, float, dict[str, object]]:
@@ -124,12 +147,14 @@ def _calamine_read(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _line(label: str, rows: int, ours: float, base: float, rss: float | None, goal: str) -> None:
+def _line(
+    label: str, rows: int, ours: float, base: float, rss: float | None, goal: str, also: str = ""
+) -> None:
     ratio = base / ours
     memory = f"{rss:6.0f} MB" if rss is not None else "       -"
     print(
         f"{label:<28} {rows / ours:>10,.0f} rows/s  {ours:7.2f} s  baseline {base:6.2f} s  "
-        f"ratio {ratio:4.2f}x  peak RSS {memory}  goal {goal}"
+        f"ratio {ratio:4.2f}x{also}  peak RSS {memory}  goal {goal}"
     )
 
 
@@ -152,15 +177,21 @@ def main(argv: list[str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_", "EKIMO_"))}
         env.update(DATABASE_URL=url, SECRET_KEY="benchmark-" + "x" * 40)
         env.pop("REDIS_URL", None)
-        psql = _psql_copy(url, fresh)
-        print(f"psql \\copy of {args.rows:,} rows into a table with a unique index: {psql:.2f} s")
+        psql = _psql_copy(url, fresh, "products")
+        minimal = _psql_copy(url, fresh, "minimal")
+        print(
+            f"psql \\copy of {args.rows:,} rows: {psql:.2f} s into a copy of the products table "
+            f"(the baseline below), {minimal:.2f} s into a minimal table "
+            "(5 columns, unique barcode)"
+        )
         for label, path, goal in (
             ("CSV fresh", fresh, ">= 0.5x"),
             ("CSV re-import unchanged", fresh, ">= 1.0x"),
             ("CSV re-import 10% changed", changed, "-"),
         ):
             seconds, rss, report = _ekimo_import(env, path)
-            _line(label, args.rows, seconds, psql, rss, goal)
+            also = f" (minimal {minimal / seconds:4.2f}x)"
+            _line(label, args.rows, seconds, psql, rss, goal, also)
             counts = {k: report[k] for k in ("created", "updated", "unchanged", "rejected")}
             print(f"{'':<28} {counts}")
         subprocess.run(["psql", url, "-qc", "TRUNCATE products"], check=True)
