@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,33 +45,50 @@ COUNT_PENDING = text(
     """
 )
 
-# One row per batch: the keyset cursor, the (id, barcode, version) triples and each item's JSON,
-# built by PostgreSQL (JSON renders timestamps as ISO 8601 whatever the DateStyle).
-NEXT_BATCH = text(
-    """
-    SELECT max(b.id), array_agg(b.id ORDER BY b.id), array_agg(b.barcode ORDER BY b.id),
-           array_agg(b.version ORDER BY b.id),
-           array_agg(json_build_object(
-               'barcode', b.barcode, 'name', b.name,
-               'price', b.price::text, 'quantity', b.quantity::text,
-               'last_updated', (to_json(b.last_updated AT TIME ZONE 'UTC') #>> '{}') || 'Z'
-           )::text ORDER BY b.id)
-    FROM (
-        SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version
-        FROM products p
-        WHERE p.version > p.synced_version AND p.id > :after AND NOT EXISTS (
-            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
-        ORDER BY p.id
-        LIMIT :limit
-    ) b
-    """
-)
+# The pending products after the keyset cursor, rejected ones left out (skipped until they
+# change). Without any rejection on record, the anti-join is left out: it costs an index probe
+# per product, and only this run (behind its own cursor) could add a rejection meanwhile.
+_PENDING_AFTER = """
+    SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version
+    FROM products p
+    WHERE p.version > p.synced_version AND p.id > :after {rejections}
+    ORDER BY p.id
+    LIMIT :limit
+"""
+_NOT_REJECTED = """AND NOT EXISTS (
+        SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)"""
+
+# One row per batch, built by PostgreSQL so the sender does no per-product work: the count, the
+# keyset cursor, the ids and versions as array literals (passed back as is to mark the batch),
+# the Idempotency-Key (sha256 of "barcode:version\n" lines) and the request body. Barcodes are
+# digits only (a check constraint), so only names need JSON escaping; numeric::text is a plain
+# decimal; times are UTC ISO 8601 with microseconds, whatever the DateStyle.
+_NEXT_BATCH = """
+    SELECT count(*), max(b.id),
+           array_agg(b.id ORDER BY b.id)::text,
+           array_agg(b.version ORDER BY b.id)::text,
+           encode(sha256(convert_to(
+               string_agg(b.barcode || ':' || b.version || E'\\n', '' ORDER BY b.id), 'UTF8'
+           )), 'hex'),
+           convert_to('{{"products":[' || string_agg(
+               '{{"barcode":"' || b.barcode || '","name":' || to_json(b.name)
+               || ',"price":"' || b.price || '","quantity":"' || b.quantity
+               || '","last_updated":"'
+               || to_char(b.last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               || '"}}', ',' ORDER BY b.id
+           ) || ']}}', 'UTF8')
+    FROM ({pending}) b
+"""
+NEXT_BATCH = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections=_NOT_REJECTED)))
+NEXT_BATCH_NO_REJECTIONS = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections="")))
+ANY_REJECTION = text("SELECT EXISTS (SELECT 1 FROM sync_rejections)")
 
 # Exactly the versions sent: a product changed while in flight keeps its newer version pending.
 MARK_SYNCED = text(
     """
     UPDATE products AS p SET synced_version = v.version
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:versions AS bigint[])) AS v(id, version)
+    FROM unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
+        AS v(id, version)
     WHERE p.id = v.id AND p.version = v.version AND p.synced_version < v.version
     """
 )
@@ -106,31 +124,67 @@ FINISH_RUN = text(
 )
 
 
+class _Envelope(msgspec.Struct):
+    products: list[msgspec.Raw]
+
+
+class _Barcode(msgspec.Struct):
+    barcode: str
+
+
+def idempotency_key(barcodes: Sequence[str], versions: Sequence[int]) -> str:
+    """sha256 of the batch's "barcode:version" lines, as NEXT_BATCH computes it."""
+    lines = "".join(f"{b}:{v}\n" for b, v in zip(barcodes, versions, strict=True))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _array_literal(values: Sequence[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _parse_array_literal(literal: str) -> list[int]:
+    inner = literal.strip("{}")
+    return [int(v) for v in inner.split(",")] if inner else []
+
+
 @dataclass
 class Batch:
-    ids: list[int]
-    barcodes: list[str]
-    versions: list[int]
-    items: list[str]  # each product's JSON object
+    """One request's worth of products, as NEXT_BATCH returns it."""
+
+    count: int
+    body: bytes
+    key: str
+    ids: str  # array literals, e.g. "{4,5,9}"
+    versions: str
 
     def __len__(self) -> int:
-        return len(self.barcodes)
+        return self.count
 
-    def body(self) -> bytes:
-        return ('{"products":[' + ",".join(self.items) + "]}").encode()
+    def _split(self) -> tuple[list[int], list[int], list[str], list[msgspec.Raw]]:
+        items = msgspec.json.decode(self.body, type=_Envelope).products
+        barcodes = [msgspec.json.decode(item, type=_Barcode).barcode for item in items]
+        return _parse_array_literal(self.ids), _parse_array_literal(self.versions), barcodes, items
 
-    def idempotency_key(self) -> str:
-        digest = hashlib.sha256()
-        for barcode, version in zip(self.barcodes, self.versions, strict=True):
-            digest.update(f"{barcode}:{version}\n".encode())
-        return digest.hexdigest()
+    def only(self) -> tuple[str, int]:
+        """The (barcode, version) of a batch of one."""
+        _, versions, barcodes, _ = self._split()
+        return barcodes[0], versions[0]
 
     def halves(self) -> tuple[Batch, Batch]:
-        mid = len(self) // 2
-        return (
-            Batch(self.ids[:mid], self.barcodes[:mid], self.versions[:mid], self.items[:mid]),
-            Batch(self.ids[mid:], self.barcodes[mid:], self.versions[mid:], self.items[mid:]),
-        )
+        """Rare (a rejected batch is split), so this decodes what the fast path never does."""
+        ids, versions, barcodes, items = self._split()
+        mid = len(items) // 2
+
+        def part(sl: slice) -> Batch:
+            return Batch(
+                count=len(items[sl]),
+                body=msgspec.json.encode(_Envelope(items[sl])),
+                key=idempotency_key(barcodes[sl], versions[sl]),
+                ids=_array_literal(ids[sl]),
+                versions=_array_literal(versions[sl]),
+            )
+
+        return part(slice(None, mid)), part(slice(mid, None))
 
 
 @dataclass
@@ -318,14 +372,16 @@ class SyncService:
         # One connection for the whole stream, one statement (and round trip) per batch.
         async with self._container.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
+            any_rejection = bool((await conn.execute(ANY_REJECTION)).scalar_one())
+            statement = NEXT_BATCH if any_rejection else NEXT_BATCH_NO_REJECTIONS
             while True:
-                row = (await conn.execute(NEXT_BATCH, {"after": after, "limit": limit})).one()
-                last_id, ids, barcodes, versions, items = row
-                if last_id is None:
+                row = (await conn.execute(statement, {"after": after, "limit": limit})).one()
+                count, last_id, ids, versions, key, body = row
+                if not count:
                     return
                 after = int(last_id)
-                yield Batch(list(ids), list(barcodes), list(versions), list(items))
-                if len(barcodes) < limit:
+                yield Batch(count=int(count), body=bytes(body), key=key, ids=ids, versions=versions)
+                if count < limit:
                     return
 
     async def _deliver_all(
@@ -360,7 +416,7 @@ class SyncService:
     async def _deliver(
         self, client: SyncClient, conn: AsyncConnection, batch: Batch, summary: RunSummary
     ) -> None:
-        outcome = await client.send(batch.body(), batch.idempotency_key())
+        outcome = await client.send(batch.body, batch.key)
         if isinstance(outcome, Delivered):
             # One statement in autocommit: acknowledged batches stay marked if the run dies.
             await conn.execute(MARK_SYNCED, {"ids": batch.ids, "versions": batch.versions})
@@ -370,11 +426,12 @@ class SyncService:
             summary.last_failure = outcome.error
         else:
             if len(batch) == 1:
+                barcode, version = batch.only()
                 await conn.execute(
                     RECORD_REJECTION,
                     {
-                        "barcode": batch.barcodes[0],
-                        "version": batch.versions[0],
+                        "barcode": barcode,
+                        "version": version,
                         "status_code": outcome.status_code,
                         "excerpt": outcome.excerpt,
                     },
