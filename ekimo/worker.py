@@ -23,11 +23,18 @@ def create_worker(
 
     async def startup(ctx: Context) -> None:
         ctx["container"] = container  # pyright: ignore[reportGeneralTypeIssues]
+        # Imports left `running` by a worker that died are failed now, not at the next sweep.
+        await product_jobs.fail_orphaned_imports(container)
 
     saq_worker: Worker[Any] = Worker(
         container.queue,
         functions=[*product_jobs.functions, *sync_jobs.functions],
-        cron_jobs=sync_jobs.cron_jobs(container.settings) if schedule else [],
+        cron_jobs=[
+            *product_jobs.cron_jobs(container.settings),
+            *sync_jobs.cron_jobs(container.settings),
+        ]
+        if schedule
+        else [],
         startup=startup,
         concurrency=4,
         # PostgreSQL queue: also poll, so a NOTIFY lost in a race never strands a job.

@@ -7,6 +7,8 @@ import contextlib
 import csv
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -207,3 +209,106 @@ async def test_cli_import_async(
 
     bad = await asyncio.to_thread(run_cli, cli_env, "import", "--async", str(tmp_path / "x.pdf"))
     assert bad.returncode == 2
+
+
+async def test_an_import_whose_worker_dies_is_marked_failed(
+    client: Client,
+    auth_headers: dict[str, str],
+    container: Container,
+    cli_env: dict[str, str],
+    worker: Callable[[], None],
+) -> None:
+    count = 5_000
+    async with container.engine.connect() as blocker:
+        # The import reads its file, then waits for this lock: it is running when killed.
+        await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+        response = await client.put(
+            "/products",
+            params={"async": "true"},
+            files={"file": ("doomed.csv", product_csv(count))},
+            headers=auth_headers,
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        dying = subprocess.Popen(
+            [sys.executable, "-m", "ekimo", "worker"],
+            env=cli_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await poll(client, auth_headers, location, lambda b: b["status"] == "running")
+        finally:
+            dying.kill()
+            await asyncio.to_thread(dying.wait)
+        await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+
+    # Still `running` on record. Once PostgreSQL has closed the dead worker's connections (and
+    # so released its lock), a worker that starts finds nobody importing it.
+    assert (await client.get(location, headers=auth_headers)).json()["status"] == "running"
+    from ekimo.products.jobs import IMPORT_RUN_LOCK
+
+    deadline = time.monotonic() + 30
+    while True:
+        async with container.engine.connect() as conn:
+            held = await conn.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"),
+                {"ns": IMPORT_RUN_LOCK},
+            )
+        if held == 0:
+            break
+        assert time.monotonic() < deadline, "the dead worker's lock is still held"
+        await asyncio.sleep(0.05)
+    worker()
+    failed = await poll(client, auth_headers, location, lambda b: b["status"] != "running")
+    assert failed["status"] == "failed"
+    assert "worker stopped during the import" in failed["errors"][0]["message"]
+    assert failed["finished_at"] is not None
+    async with container.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM import_upload_chunks")) == 0
+    # The killed import's transaction is rolled back by PostgreSQL: nothing was written.
+    deadline = time.monotonic() + 30
+    while True:
+        async with container.engine.connect() as conn:
+            busy = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state <> 'idle' AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend' AND query ILIKE '%products%'"
+                )
+            )
+        if busy == 0:
+            break
+        assert time.monotonic() < deadline, "the killed import's statement is still running"
+        await asyncio.sleep(0.05)
+    page = (await client.get("/products", params={"limit": 1}, headers=auth_headers)).json()
+    assert page["total"] == 0
+
+
+async def test_a_running_import_whose_job_is_alive_is_not_touched(
+    container: Container, client: Client, auth_headers: dict[str, str]
+) -> None:
+    from ekimo.products.jobs import IMPORT_RUN_LOCK, fail_orphaned_imports
+
+    async with container.engine.connect() as conn:
+        import_id = await conn.scalar(
+            text(
+                "INSERT INTO imports (filename, format, sha256, dry_run, on_error, status, rows, "
+                "created, updated, unchanged, rejected, errors, errors_total, errors_truncated, "
+                "warnings, started_at, finished_at, duration_ms, created_at, updated_at) VALUES "
+                "('alive.csv', 'csv', '', false, 'reject', 'running', 0, 0, 0, 0, 0, '[]', 0, "
+                "false, '[]', now(), now(), 0, now(), now()) RETURNING id"
+            )
+        )
+        await conn.commit()
+        # This connection stands for the job: it holds the import's lock.
+        await conn.execute(
+            text("SELECT pg_advisory_lock(:ns, :id)"), {"ns": IMPORT_RUN_LOCK, "id": import_id}
+        )
+        assert await fail_orphaned_imports(container) == []
+        await conn.execute(
+            text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": IMPORT_RUN_LOCK, "id": import_id}
+        )
+        assert await fail_orphaned_imports(container) == [import_id]
+    body = (await client.get(f"/imports/{import_id}", headers=auth_headers)).json()
+    assert body["status"] == "failed"
