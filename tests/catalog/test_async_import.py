@@ -78,6 +78,27 @@ async def poll(
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def products_locked(container: Container) -> AsyncIterator[None]:
+    """Hold the products write lock: an import reads every row, then waits to apply them."""
+    async with container.engine.connect() as blocker:
+        await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+        yield
+        await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
+
+
+async def queue_csv(client: Client, headers: dict[str, str], name: str, rows: int) -> Any:
+    """PUT /products?async=true of a CSV of `rows` products; the 202 response."""
+    response = await client.put(
+        "/products",
+        params={"async": "true"},
+        files={"file": (name, product_csv(rows))},
+        headers=headers,
+    )
+    assert response.status_code == 202, response.text
+    return response
+
+
 async def test_async_import_is_queued_runs_and_reports(
     client: Client,
     auth_headers: dict[str, str],
@@ -85,16 +106,8 @@ async def test_async_import_is_queued_runs_and_reports(
     worker: Callable[[], None],
 ) -> None:
     count = 20_000
-    async with container.engine.connect() as blocker:
-        # Hold the products write lock: the import reads every row, then waits to apply them.
-        await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
-        response = await client.put(
-            "/products",
-            params={"async": "true"},
-            files={"file": ("big.csv", product_csv(count))},
-            headers=auth_headers,
-        )
-        assert response.status_code == 202, response.text
+    async with products_locked(container):
+        response = await queue_csv(client, auth_headers, "big.csv", count)
         location = response.headers["location"]
         assert location == f"/imports/{response.json()['import_id']}"
         assert response.json()["status"] == "queued"
@@ -114,7 +127,6 @@ async def test_async_import_is_queued_runs_and_reports(
         listed = (await client.get("/imports", headers=auth_headers)).json()["items"][0]
         assert listed["status"] == "running"
         assert listed["rows_done"] >= count
-        await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
 
     done = await poll(client, auth_headers, location, lambda b: b["status"] != "running")
     assert done["status"] == "applied", done
@@ -218,17 +230,8 @@ async def test_an_import_whose_worker_dies_is_marked_failed(
     cli_env: dict[str, str],
     worker: Callable[[], None],
 ) -> None:
-    count = 5_000
-    async with container.engine.connect() as blocker:
-        # The import reads its file, then waits for this lock: it is running when killed.
-        await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
-        response = await client.put(
-            "/products",
-            params={"async": "true"},
-            files={"file": ("doomed.csv", product_csv(count))},
-            headers=auth_headers,
-        )
-        assert response.status_code == 202, response.text
+    async with products_locked(container):  # the import is running when its worker is killed
+        response = await queue_csv(client, auth_headers, "doomed.csv", 5_000)
         location = response.headers["location"]
         dying = subprocess.Popen(
             [sys.executable, "-m", "ekimo", "worker"],
@@ -241,7 +244,6 @@ async def test_an_import_whose_worker_dies_is_marked_failed(
         finally:
             dying.kill()
             await asyncio.to_thread(dying.wait)
-        await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
 
     # Still `running` on record. Once PostgreSQL has closed the dead worker's connections (and
     # so released its lock), a worker that starts finds nobody importing it.
