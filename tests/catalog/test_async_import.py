@@ -223,6 +223,17 @@ async def test_cli_import_async(
     assert bad.returncode == 2
 
 
+async def until_none(container: Container, count_query: str, message: str) -> None:
+    """Poll `count_query` until it counts 0 (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        async with container.engine.connect() as conn:
+            if await conn.scalar(text(count_query)) == 0:
+                return
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
+
+
 async def test_an_import_whose_worker_dies_is_marked_failed(
     client: Client,
     auth_headers: dict[str, str],
@@ -250,17 +261,12 @@ async def test_an_import_whose_worker_dies_is_marked_failed(
     assert (await client.get(location, headers=auth_headers)).json()["status"] == "running"
     from ekimo.products.jobs import IMPORT_RUN_LOCK
 
-    deadline = time.monotonic() + 30
-    while True:
-        async with container.engine.connect() as conn:
-            held = await conn.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"),
-                {"ns": IMPORT_RUN_LOCK},
-            )
-        if held == 0:
-            break
-        assert time.monotonic() < deadline, "the dead worker's lock is still held"
-        await asyncio.sleep(0.05)
+    await until_none(
+        container,
+        "SELECT count(*) FROM pg_locks "
+        f"WHERE locktype = 'advisory' AND classid = {IMPORT_RUN_LOCK}",
+        "the dead worker's lock is still held",
+    )
     worker()
     failed = await poll(client, auth_headers, location, lambda b: b["status"] != "running")
     assert failed["status"] == "failed"
@@ -269,20 +275,13 @@ async def test_an_import_whose_worker_dies_is_marked_failed(
     async with container.engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM import_upload_chunks")) == 0
     # The killed import's transaction is rolled back by PostgreSQL: nothing was written.
-    deadline = time.monotonic() + 30
-    while True:
-        async with container.engine.connect() as conn:
-            busy = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state <> 'idle' AND pid <> pg_backend_pid() "
-                    "AND backend_type = 'client backend' AND query ILIKE '%products%'"
-                )
-            )
-        if busy == 0:
-            break
-        assert time.monotonic() < deadline, "the killed import's statement is still running"
-        await asyncio.sleep(0.05)
+    await until_none(
+        container,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state <> 'idle' AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND query ILIKE '%products%'",
+        "the killed import's statement is still running",
+    )
     page = (await client.get("/products", params={"limit": 1}, headers=auth_headers)).json()
     assert page["total"] == 0
 
