@@ -254,11 +254,9 @@ class ImportService:
                     )
                 if fast is not None:
                     rejected.set_header(fast.header, fast.positions)
-                    report = await self._finish_fast(
-                        conn, fast, filename, options, user_id, started, clock, import_id
+                    return await self._finish_fast(
+                        conn, fast, filename, options, user_id, started, clock, import_id, rejected
                     )
-                    await rejected.save(conn, report.import_id)
-                    return report
                 report = await self._run(
                     conn,
                     source,
@@ -272,7 +270,6 @@ class ImportService:
                     import_id,
                     rejected,
                 )
-                await rejected.save(conn, report.import_id)
                 return report
             except FileProblem as problem:
                 report = _report(filename, fmt, options, "rejected", clock)
@@ -282,7 +279,7 @@ class ImportService:
                 report.errors_total = 1
                 if problem.status == 422:
                     report.import_id = await self._record(
-                        conn, report, "", options, user_id, started, import_id
+                        conn, report, "", options, user_id, started, rejected, import_id
                     )
                 raise ImportFailed(problem, report) from None
             finally:
@@ -351,7 +348,7 @@ class ImportService:
                     report.status = "applied"
                     report.duration_ms = _elapsed(clock)
                     report.import_id = await self._record(
-                        conn, report, parsed.sha256, options, user_id, started, import_id
+                        conn, report, parsed.sha256, options, user_id, started, rejected, import_id
                     )
                     await transaction.commit()
                     return report
@@ -361,7 +358,7 @@ class ImportService:
             raise
         report.duration_ms = _elapsed(clock)
         report.import_id = await self._record(
-            conn, report, parsed.sha256, options, user_id, started, import_id
+            conn, report, parsed.sha256, options, user_id, started, rejected, import_id
         )
         return report
 
@@ -375,6 +372,7 @@ class ImportService:
         started: datetime,
         clock: float,
         import_id: int | None,
+        rejected: RejectedRows,
     ) -> ImportReport:
         """Report and record an import done by the fast path (see `fast_csv`)."""
         status: Status = "validated" if options.dry_run else "applied"
@@ -385,7 +383,7 @@ class ImportService:
         report.duration_ms = _elapsed(clock)
         try:
             report.import_id = await self._record(
-                conn, report, fast.sha256, options, user_id, started, import_id
+                conn, report, fast.sha256, options, user_id, started, rejected, import_id
             )
             if fast.transaction is not None:
                 await fast.transaction.commit()
@@ -443,33 +441,38 @@ class ImportService:
         options: ImportOptions,
         user_id: int | None,
         started: datetime,
+        rejected: RejectedRows,
         queued_id: int | None = None,
     ) -> int:
+        """Write the `imports` row and the rejected rows together: once an import shows as
+        finished, its errors.csv is complete."""
         finished = datetime.now().astimezone()
         queued = () if queued_id is None else (queued_id,)
-        import_id: int = await conn.fetchval(
-            RECORD if queued_id is None else RECORD_QUEUED,
-            user_id,
-            report.filename[:255],
-            report.format,
-            sha256,
-            report.dry_run,
-            options.on_error,
-            report.status,
-            report.rows,
-            report.created,
-            report.updated,
-            report.unchanged,
-            report.rejected,
-            json.dumps(report.errors),
-            report.errors_total,
-            report.errors_truncated,
-            json.dumps(report.warnings),
-            started,
-            finished,
-            report.duration_ms,
-            *queued,
-        )
+        async with conn.transaction():
+            import_id: int = await conn.fetchval(
+                RECORD_QUEUED if queued else RECORD,
+                user_id,
+                report.filename[:255],
+                report.format,
+                sha256,
+                report.dry_run,
+                options.on_error,
+                report.status,
+                report.rows,
+                report.created,
+                report.updated,
+                report.unchanged,
+                report.rejected,
+                json.dumps(report.errors),
+                report.errors_total,
+                report.errors_truncated,
+                json.dumps(report.warnings),
+                started,
+                finished,
+                report.duration_ms,
+                *queued,
+            )
+            await rejected.save(conn, import_id)
         return import_id
 
 
