@@ -226,6 +226,12 @@ def _parse_items(body: bytes) -> list[Row]:
     return rows
 
 
+# Receivers take PRODUCTS_WRITE_LOCK shared: they exclude imports (which take it exclusive) but
+# not each other, so a sender's concurrent batches are applied in parallel. Two receivers with
+# overlapping barcodes cannot deadlock: each locks its rows in barcode order (ORDER BY below),
+# and ON CONFLICT judges `last_updated` against the latest committed row, so the latest still
+# wins; only the stale/unchanged split of such overlapping requests may be off.
+#
 # Counts come from the snapshot before the write (stale) and from what the write returned. Only
 # the items not written can be stale, so only those are looked up (a hashed NOT IN against
 # what was written): a sync of new or changed products costs no lookup beyond the upsert's own.
@@ -240,6 +246,7 @@ UPSERT = text(
         INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
                                    version, synced_version, created_at, updated_at)
         SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
+        ORDER BY barcode
         ON CONFLICT (barcode) DO UPDATE
         SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
             last_updated = EXCLUDED.last_updated, version = p.version + 1,
@@ -264,14 +271,16 @@ UPSERT = text(
 
 
 async def receive(session: AsyncSession, body: bytes) -> ReceiveResult:
-    """Validate all of `body`, then apply it in one transaction under the products lock."""
+    """Validate all of `body`, then apply it in one transaction under the shared products lock."""
     rows = parse(body)
     received = len(rows)
     if received == 0:
         return ReceiveResult(received=0, created=0, updated=0, unchanged=0, stale=0)
     # Only the five columns: unknown fields were dropped by the decode.
     as_json = msgspec.json.encode(rows).decode()
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PRODUCTS_WRITE_LOCK})
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PRODUCTS_WRITE_LOCK}
+    )
     created, updated, stale = (await session.execute(UPSERT, {"rows": as_json})).one()
     await session.commit()
     created, updated, stale = int(created), int(updated), int(stale)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
 
 from ekimo.container import Container
+from ekimo.sync import receiver
 from tests.sync.conftest import needs_accounts, versions
 
 pytestmark = needs_accounts
@@ -162,3 +166,85 @@ async def test_more_than_10000_items_is_413(
     assert response.status_code == 413
     assert "10000" in response.json()["detail"]
     assert await versions(container) == {}
+
+
+async def test_other_spellings_take_the_general_path_to_the_same_rows(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    # The canonical shape is validated by msgspec alone; these spellings miss it and are
+    # validated item by item, and must store exactly what the canonical spelling stores.
+    first = await post(
+        client,
+        auth_headers,
+        item("1", price="1e1", quantity=" 2.5 "),
+        item("2", last_updated="2025-03-01T10:00:00"),  # naive: UTC
+        item("3", last_updated="2025-03-01T12:00:00+02:00"),
+        item(" 4 "),
+    )
+    assert first.status_code == 201, first.text
+    assert first.json()["created"] == 4
+    canonical = await post(
+        client,
+        auth_headers,
+        item("1", price="10.00", quantity="2.500"),
+        item("2"),
+        item("3"),
+        item("4"),
+    )
+    assert canonical.json() == {
+        "received": 4,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 4,
+        "stale": 0,
+    }
+
+
+async def test_names_keep_their_characters(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    name = 'Crayon "Rouge" \\ 10 cm, né\tà Zürich \u2013 ✏️'
+    response = await post(client, auth_headers, item("1", name=name))
+    assert response.status_code == 201, response.text
+    async with container.engine.connect() as conn:
+        stored = await conn.scalar(text("SELECT name FROM products WHERE barcode = '1'"))
+    assert stored == name
+
+
+async def test_a_nul_character_in_a_name_is_named(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    response = await post(client, auth_headers, item("1"), item("2", name="Pen\u0000cil"))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["index"] == 1
+    assert response.json()["errors"][0]["field"] == "name"
+    assert await versions(container) == {}
+
+
+@pytest.mark.parametrize("count", [0, 10_000])
+async def test_empty_and_largest_requests(
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str], count: int
+) -> None:
+    response = await post(client, auth_headers, *[item(str(n)) for n in range(count)])
+    assert response.status_code == 201, response.text
+    assert response.json()["received"] == response.json()["created"] == count
+
+
+async def test_concurrent_overlapping_requests_both_apply(container: Container) -> None:
+    # Receivers do not exclude each other; rows are locked in barcode order, so two requests
+    # listing the same barcodes in opposite orders cannot deadlock. Two sessions, so the two
+    # upserts really run at the same time.
+    codes = [str(n) for n in range(1, 3001)]
+    older = [item(c, last_updated="2025-03-01T10:00:00Z") for c in codes]
+    newer = [item(c, name="Newer", last_updated="2025-03-02T10:00:00Z") for c in reversed(codes)]
+
+    async def apply(items: list[dict[str, Any]]) -> receiver.ReceiveResult:
+        async with container.session() as session:
+            return await receiver.receive(session, json.dumps({"products": items}).encode())
+
+    first, second = await asyncio.gather(apply(older), apply(newer))
+    assert first.received == second.received == 3000
+    async with container.engine.connect() as conn:
+        names = set((await conn.execute(text("SELECT name FROM products"))).scalars())
+    assert names == {"Newer"}  # the latest last_updated wins, whichever request came first
+    assert len(await versions(container)) == 3000

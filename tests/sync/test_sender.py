@@ -373,3 +373,48 @@ def test_a_worker_without_schedule_has_no_cron_jobs(container: Container) -> Non
     worker = create_worker(container, handle_signals=False, schedule=False)
     assert worker.cron_jobs == []
     assert "sync_products" in worker.functions
+
+
+async def test_bodies_built_by_postgresql_are_exact_json(
+    container: Container, service: SyncService, fake_api: FakeApi
+) -> None:
+    await insert_products(container, 2)
+    name = 'Crayon "Rouge" \\ 10 cm,\nné à Zürich \u2013 ✏️'
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE products SET name = :name, price = 1234567890.5, quantity = 0, "
+                "last_updated = timestamptz '2025-06-30 23:59:59+02' WHERE barcode = :b"
+            ),
+            {"name": name, "b": barcode(1)},
+        )
+
+    summary = await service.run("test")
+
+    assert summary.status == "succeeded", summary
+    product = next(p for p in fake_api.delivered if p["barcode"] == barcode(1))
+    assert product == {
+        "barcode": barcode(1),
+        "name": name,
+        "price": "1234567890.50",
+        "quantity": "0.000",
+        "last_updated": "2025-06-30T21:59:59.000000Z",
+    }
+
+
+async def test_split_batches_carry_their_own_key(
+    container: Container, service: SyncService, fake_api: FakeApi
+) -> None:
+    await insert_products(container, 10)  # one batch of 10, split down to the rejected one
+    fake_api.reject_barcodes.add(barcode(4))
+
+    summary = await service.run("test")
+
+    assert (summary.acknowledged, summary.rejected) == (9, 1)
+    posts = fake_api.product_posts
+    assert len(posts) > 2
+    for post in posts:
+        items = post.json()["products"]
+        pairs = "".join(f"{p['barcode']}:1\n" for p in items)
+        assert post.headers["idempotency-key"] == hashlib.sha256(pairs.encode()).hexdigest()
+    assert await pending(container) == {barcode(4)}
