@@ -4,7 +4,7 @@ The receiver is `ekimo serve --no-worker` (uvicorn) in a subprocess on a databas
 the sender is `ekimo sync --json` in a subprocess, so its peak resident memory is measured
 alone (getrusage(RUSAGE_CHILDREN) after it exits; the receiver is still running then).
 
-    python -m benchmarks sync [--rows 100000] [--batch-size 500]
+    python -m benchmarks sync [--rows 100000] [--batch-size N (default: SYNC_BATCH_SIZE's)]
 
 Server: TEST_DATABASE_URL, else DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/postgres;
 two scratch databases are created and dropped. Goals: >= 46,000 rows/s (20x the prototype's
@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 
 from ekimo import db
+from ekimo.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -147,7 +148,7 @@ def _sync(database_url: str, port: int, batch_size: int) -> tuple[dict[str, Any]
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks sync")
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=Settings().sync_batch_size)
     args = parser.parse_args(argv)
 
     server = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")

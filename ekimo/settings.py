@@ -31,7 +31,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sync_base_url: str = "http://127.0.0.1:8000"
     sync_username: str | None = None
     sync_password: str | None = None
-    sync_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    # Per-request costs (token check, sessions, commit) are small against 5000 products, and a
+    # body of typical products is under a megabyte; an ekimo receiver takes at most 10,000.
+    sync_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
     sync_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
     max_upload_mb: PositiveInt = 100
     # Where the embedded server keeps its data and the generated secret key.
