@@ -5,8 +5,9 @@ integer, numbers, extra fields ignored). The latest `last_updated` wins; receive
 stored as already synced, so a sync to itself ends with nothing pending and no echo.
 
 Two validation paths, one outcome: a body in the canonical shape (what ekimo sends) is decoded
-and checked entirely by msgspec in C; anything else (other shapes, or an error to report) goes
-through the per-item Python validation, which names the item and field. Either way the valid
+by msgspec and checked a column at a time by one regex each; anything else (other shapes, or
+an error to report) goes through the per-item Python validation, which names the item and
+field. Either way the valid
 rows reach PostgreSQL as one JSON parameter (cheaper to pass than five typed arrays).
 """
 
@@ -43,18 +44,49 @@ class Row(msgspec.Struct):
     last_updated: datetime
 
 
-# The canonical shape, fully valid when it decodes: digits only, a name without surrounding
-# whitespace, plain decimals within the column's precision, an aware ISO 8601 time. Patterns end
-# in \Z, since `$` also matches before a final newline.
+# The canonical shape: what ekimo sends. Decoding checks the types and that the time is aware;
+# `_canonical_values` checks the rest a column at a time.
 class _CanonicalRow(msgspec.Struct, forbid_unknown_fields=False):
-    barcode: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,14}\Z")]
-    name: Annotated[
-        str,
-        msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\s\x00](?:[^\x00]*[^\s\x00])?\Z"),
-    ]
-    price: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,12}(?:\.[0-9]{1,2})?\Z")]
-    quantity: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,12}(?:\.[0-9]{1,3})?\Z")]
+    barcode: str
+    name: str
+    price: str
+    quantity: str
     last_updated: Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+# One value each: digits only, a name without surrounding whitespace (1 to 255 characters, no
+# NUL), plain decimals within the column's precision. None of them can match a newline.
+_ONE_BARCODE = r"[0-9]{1,14}"
+_ONE_NAME = r"[^\s\x00](?:[^\n\x00]{0,253}[^\s\x00])?"
+_ONE_PRICE = r"[0-9]{1,12}(?:\.[0-9]{1,2})?"
+_ONE_QUANTITY = r"[0-9]{1,12}(?:\.[0-9]{1,3})?"
+
+
+def _column(one: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:{one}\n)*{one}")
+
+
+_BARCODES, _NAMES, _PRICES, _QUANTITIES = map(
+    _column, (_ONE_BARCODE, _ONE_NAME, _ONE_PRICE, _ONE_QUANTITY)
+)
+
+
+def _all_match(column: re.Pattern[str], values: list[str]) -> bool:
+    """Every value matches: one regex pass over the newline-joined column (no Python loop)."""
+    joined = "\n".join(values)
+    # A value holding a newline would pass as two: the count rules that out.
+    return joined.count("\n") == len(values) - 1 and column.fullmatch(joined) is not None
+
+
+def _canonical_values(rows: list[_CanonicalRow]) -> bool:
+    barcodes = [r.barcode for r in rows]
+    return (
+        _all_match(_BARCODES, barcodes)
+        and _all_match(_NAMES, [r.name for r in rows])
+        and _all_match(_PRICES, [r.price for r in rows])
+        and _all_match(_QUANTITIES, [r.quantity for r in rows])
+        and len(set(barcodes)) == len(barcodes)
+    )
 
 
 class _Canonical(msgspec.Struct, forbid_unknown_fields=False):
@@ -169,8 +201,8 @@ def parse(body: bytes) -> list[Row] | list[_CanonicalRow]:
         return _parse_items(body)  # another shape, or an error to name
     if len(rows) > MAX_ITEMS:
         raise TooManyItems(len(rows))
-    if len({row.barcode for row in rows}) != len(rows):
-        return _parse_items(body)  # reports the duplicate with both indexes
+    if rows and not _canonical_values(rows):
+        return _parse_items(body)  # names the item and field (or accepts, e.g. " 1.5 ")
     return rows
 
 

@@ -200,11 +200,18 @@ async def test_other_spellings_take_the_general_path_to_the_same_rows(
     }
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        'Crayon "Rouge" \\ 10 cm, n\u00e9\t\u00e0 Z\u00fcrich \u2013 \u270f\ufe0f',
+        "Two\nlines",  # a newline inside: the per-item path (columns are newline-joined)
+        "x" * 255,
+    ],
+)
 async def test_names_keep_their_characters(
-    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str]
+    container: Container, client: AsyncTestClient[Any], auth_headers: dict[str, str], name: str
 ) -> None:
-    name = 'Crayon "Rouge" \\ 10 cm, né\tà Zürich \u2013 ✏️'
-    response = await post(client, auth_headers, item("1", name=name))
+    response = await post(client, auth_headers, item("1", name=name), item("2"))
     assert response.status_code == 201, response.text
     async with container.engine.connect() as conn:
         stored = await conn.scalar(text("SELECT name FROM products WHERE barcode = '1'"))
