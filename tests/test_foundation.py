@@ -22,7 +22,7 @@ from tests.conftest import ROOT, run_cli
 def test_settings_defaults_without_environment(tmp_path: Path) -> None:
     settings = load_settings({}, env_file=tmp_path / "missing.env")
     assert settings.embedded
-    assert settings.sync_batch_size == 500
+    assert settings.sync_batch_size == 5000
     assert settings.sync_base_url == "http://127.0.0.1:8000"
     assert settings.max_upload_bytes == 100 * 1024 * 1024
 
