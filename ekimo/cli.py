@@ -49,7 +49,16 @@ def serve(
 
 
 @app.command("worker")
-def run_worker() -> None:
+def run_worker(
+    schedule: Annotated[
+        bool,
+        typer.Option(
+            "--schedule/--no-schedule",
+            help="Also schedule the periodic jobs (sync, sweep); --no-schedule only runs "
+            "queued jobs, for extra workers.",
+        ),
+    ] = True,
+) -> None:
     """Run only the background worker (scheduled sync, asynchronous imports)."""
     from ekimo.worker import create_worker
 
@@ -57,7 +66,7 @@ def run_worker() -> None:
 
     async def work(container: Container) -> None:
         console.print("ekimo worker started; Ctrl+C stops it")
-        await create_worker(container).start()
+        await create_worker(container, schedule=schedule).start()
 
     run_in_container(work)
 

@@ -142,9 +142,11 @@ def _free_port() -> int:
 
 async def test_serve_runs_the_whole_service(cli_env: dict[str, str], tmp_path: Path) -> None:
     port = _free_port()
+    # A queue of its own: the cron jobs its worker queues would outlive it and run in other tests.
+    env = {**cli_env, "EKIMO_QUEUE_NAME": cli_env["EKIMO_QUEUE_NAME"] + "-serve"}
     process = subprocess.Popen(
         [sys.executable, "-m", "ekimo", "serve", "--port", str(port)],
-        env=cli_env,
+        env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

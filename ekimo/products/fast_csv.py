@@ -311,7 +311,14 @@ class _Reader:
                 self.lines += data.count(b"\n")
                 if self.progress is not None:
                     self.progress(self.lines)
-                data = await asyncio.to_thread(next_chunk)
+                reading = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+                try:
+                    data = await asyncio.shield(reading)
+                except asyncio.CancelledError:
+                    # A thread cannot be stopped: let its read end before the caller falls
+                    # back and seeks the same file.
+                    await asyncio.gather(reading, return_exceptions=True)
+                    raise
         except Exception as exc:
             await put(exc)
         else:
@@ -376,14 +383,13 @@ async def _attempt(
     reader = _Reader(source, progress)
     header, quotes, first = await asyncio.to_thread(reader.header)
     sql = _sql(header, len(header.cells))
+    # On failure the helper connection may be mid-statement: `helper` closes it, not pools it.
     async with helper() as checker:
         checking = checker.transaction()  # its temporary table goes with the rollback
         await checking.start()
-        try:
-            return await _import(conn, checker, sql, reader, header, quotes, first, dry_run)
-        finally:
-            if not checker.is_closed():
-                await checking.rollback()
+        outcome = await _import(conn, checker, sql, reader, header, quotes, first, dry_run)
+        await checking.rollback()
+        return outcome
 
 
 async def _import(

@@ -290,7 +290,12 @@ class ImportService:
         """A second connection, for the fast path's checking (see `fast_csv`)."""
         async with self.container.engine.connect() as sa_conn:
             raw = await sa_conn.get_raw_connection()
-            yield raw.driver_connection
+            try:
+                yield raw.driver_connection
+            except BaseException:
+                # A failed fast path may leave it mid-statement: closed, never back in the pool.
+                await sa_conn.invalidate()
+                raise
 
     async def _run(
         self,

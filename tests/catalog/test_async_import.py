@@ -245,7 +245,8 @@ async def test_an_import_whose_worker_dies_is_marked_failed(
         response = await queue_csv(client, auth_headers, "doomed.csv", 5_000)
         location = response.headers["location"]
         dying = subprocess.Popen(
-            [sys.executable, "-m", "ekimo", "worker"],
+            # No schedule: the cron jobs it would queue would outlive it and run in later tests.
+            [sys.executable, "-m", "ekimo", "worker", "--no-schedule"],
             env=cli_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

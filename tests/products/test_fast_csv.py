@@ -285,3 +285,17 @@ async def test_a_value_only_the_checks_refuse_writes_nothing(
     assert report["status"] == "rejected"
     assert report["errors"][0]["row"] == 1502
     assert stored == {}
+
+
+async def test_a_fallback_mid_file_reads_the_file_again_from_its_start(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks: COPY refuses the ragged row while the file is still being read; the
+    # Python path must then get the whole file, not what a late read left of it.
+    monkeypatch.setattr(fast_csv, "CHUNK_BYTES", 256)
+    rows = _many(3000)
+    content = csv_bytes(rows).replace(b"1010,Product 10", b"1010,Product,10", 1)
+    for _ in range(5):
+        path, report, _ = await _both(container, content, ImportOptions(on_error="skip"))
+        assert path == "python"
+        assert (report["rows"], report["created"], report["rejected"]) == (3000, 2999, 1)
