@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 
+from benchmarks.child import run_ekimo
 from ekimo import db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,31 +111,14 @@ def _psql_copy(url: str, path: Path, table: str) -> float:
 
 def _ekimo_import(env: dict[str, str], path: Path) -> tuple[float, float, dict[str, object]]:
     """(seconds, peak RSS in MB, report) of `ekimo import --json` in a child process."""
-    code = (
-        "import resource, sys, time; from ekimo.cli import main; "
-        "sys.argv = ['ekimo', 'import', sys.argv[1], '--json']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
-        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-        "sys.exit(code)"
-    )
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"ekimo import failed ({done.returncode}): {done.stderr[-2000:]}")
-    rss_kb = int(done.stderr.rsplit("RSS", 1)[1].split()[0])
-    report = json.loads(done.stdout)
+    run = run_ekimo(env, "import", str(path), "--json")
+    if run.returncode != 0:
+        raise SystemExit(f"ekimo import failed ({run.returncode}): {run.stderr[-2000:]}")
+    report = json.loads(run.stdout)
     # The import's own time (the report's duration_ms); process start-up is shown apart.
     seconds = report["duration_ms"] / 1000
-    print(f"  (ekimo import process: {wall:.2f} s wall, including start-up)")
-    return seconds, rss_kb / 1024, report
+    print(f"  (ekimo import process: {run.wall:.2f} s wall, including start-up)")
+    return seconds, run.peak_mb, report
 
 
 def _calamine_read(path: Path) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from benchmarks.child import run_ekimo
 from ekimo import db
 from ekimo.settings import Settings
 
@@ -122,18 +123,6 @@ def _start_receiver(database_url: str, port: int) -> subprocess.Popen[bytes]:
     return receiver
 
 
-# `ekimo sync --json`, then the process's own peak RSS (KB) and CPU seconds on stderr.
-SENDER = (
-    "import resource, sys\n"
-    "from ekimo.cli import main\n"
-    "sys.argv = ['ekimo', 'sync', '--json']\n"
-    "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\nelse:\n    code = 0\n"
-    "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "print('USAGE', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
-    "sys.exit(code)"
-)
-
-
 def _sync(
     database_url: str, port: int, batch_size: int
 ) -> tuple[dict[str, Any], float, float, float]:
@@ -145,20 +134,10 @@ def _sync(
         SYNC_PASSWORD=PASSWORD,
         SYNC_BATCH_SIZE=str(batch_size),
     )
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", SENDER],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - started
-    if not done.stdout.strip() or "USAGE" not in done.stderr:
-        raise SystemExit(f"ekimo sync printed nothing (exit {done.returncode}): {done.stderr}")
-    rss_kb, cpu = done.stderr.rsplit("USAGE", 1)[1].split()[:2]
-    return json.loads(done.stdout), wall, int(rss_kb) / 1024, float(cpu)
+    run = run_ekimo(env, "sync", "--json")
+    if not run.stdout.strip():
+        raise SystemExit(f"ekimo sync printed nothing (exit {run.returncode}): {run.stderr}")
+    return json.loads(run.stdout), run.wall, run.peak_mb, run.cpu
 
 
 def main(argv: list[str]) -> None:

@@ -87,14 +87,16 @@ async def products_locked(container: Container) -> AsyncIterator[None]:
         await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRODUCTS_WRITE_LOCK})
 
 
+async def queue_file(client: Client, headers: dict[str, str], name: str, content: bytes) -> Any:
+    """PUT /products?async=true of a file; the response."""
+    return await client.put(
+        "/products", params={"async": "true"}, files={"file": (name, content)}, headers=headers
+    )
+
+
 async def queue_csv(client: Client, headers: dict[str, str], name: str, rows: int) -> Any:
     """PUT /products?async=true of a CSV of `rows` products; the 202 response."""
-    response = await client.put(
-        "/products",
-        params={"async": "true"},
-        files={"file": (name, product_csv(rows))},
-        headers=headers,
-    )
+    response = await queue_file(client, headers, name, product_csv(rows))
     assert response.status_code == 202, response.text
     return response
 
@@ -149,12 +151,7 @@ async def test_async_import_with_bad_rows_is_rejected_with_an_error_file(
     client: Client, auth_headers: dict[str, str], worker: Callable[[], None]
 ) -> None:
     worker()
-    response = await client.put(
-        "/products",
-        params={"async": "true"},
-        files={"file": ("mixed.csv", product_csv(5, bad_rows=2))},
-        headers=auth_headers,
-    )
+    response = await queue_file(client, auth_headers, "mixed.csv", product_csv(5, bad_rows=2))
     assert response.status_code == 202, response.text
     location = response.headers["location"]
     done = await poll(
@@ -170,22 +167,12 @@ async def test_async_import_with_bad_rows_is_rejected_with_an_error_file(
 async def test_async_import_problems(
     client: Client, auth_headers: dict[str, str], worker: Callable[[], None]
 ) -> None:
-    wrong_type = await client.put(
-        "/products",
-        params={"async": "true"},
-        files={"file": ("notes.txt", b"hello")},
-        headers=auth_headers,
-    )
+    wrong_type = await queue_file(client, auth_headers, "notes.txt", b"hello")
     assert wrong_type.status_code == 400
     assert wrong_type.headers["content-type"].startswith("application/problem+json")
 
     worker()
-    unreadable = await client.put(
-        "/products",
-        params={"async": "true"},
-        files={"file": ("broken.xlsx", b"not a zip")},
-        headers=auth_headers,
-    )
+    unreadable = await queue_file(client, auth_headers, "broken.xlsx", b"not a zip")
     assert unreadable.status_code == 202
     done = await poll(
         client,
