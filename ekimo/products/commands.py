@@ -15,7 +15,7 @@ from rich.table import Table
 from ekimo.console import console, errors, fail, run_in_container
 from ekimo.container import Container
 from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
-from ekimo.products.jobs import queue_import
+from ekimo.products.jobs import ImportNotQueued, queue_import
 from ekimo.products.readers import FileProblem
 
 EXIT_REJECTED = 1
@@ -83,15 +83,17 @@ def import_command(
 
 
 def _queue(stream: IO[bytes], filename: str, options: ImportOptions, as_json: bool) -> None:
-    async def work(container: Container) -> int | FileProblem:
+    async def work(container: Container) -> int | FileProblem | ImportNotQueued:
         try:
             return await queue_import(container, stream, filename, options)
-        except FileProblem as problem:
+        except (FileProblem, ImportNotQueued) as problem:
             return problem
 
     outcome = run_in_container(work)
     if isinstance(outcome, FileProblem):
         raise fail(f"{filename}: {outcome.message}", code=EXIT_UNREADABLE)
+    if isinstance(outcome, ImportNotQueued):
+        raise fail(f"{filename}: {outcome}", code=1)
     location = f"/imports/{outcome}"
     if as_json:
         print(json.dumps({"import_id": outcome, "status": "queued", "location": location}))

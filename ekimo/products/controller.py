@@ -29,7 +29,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from ekimo.container import Container
 from ekimo.products.catalog_schemas import ImportQueued
 from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
-from ekimo.products.jobs import queue_import
+from ekimo.products.jobs import ImportNotQueued, queue_import
 from ekimo.products.readers import FileProblem
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
@@ -281,6 +281,8 @@ async def _queue(
         )
     except FileProblem as problem:
         raise _problem(status_code=problem.status, detail=problem.message) from None
+    except ImportNotQueued as exc:
+        raise _problem(status_code=503, detail=str(exc)) from exc
     finally:
         upload.file.close()
     location = f"/imports/{import_id}"

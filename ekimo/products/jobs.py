@@ -35,6 +35,7 @@ IMPORT_JOB_TIMEOUT = 6 * 3600
 IMPORT_RUN_LOCK = 0x656B69
 ORPHAN_MESSAGE = "the worker stopped during the import, nothing was written; upload the file again"
 PROGRESS_EVERY_S = 0.5
+NOT_QUEUED_MESSAGE = "the import could not be queued; try again"
 
 QUEUE_ROW = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
@@ -80,17 +81,29 @@ async def queue_import(
             )
             await history.store_upload(conn, import_id, stream)
         try:
-            await container.queue.enqueue(
+            # No fixed job key: SAQ refuses (returns None for) a key it still holds, and import
+            # ids are reused after a database reset while the queue keeps its jobs. The
+            # advisory lock and the `queued` status already keep a file from running twice.
+            job = await container.queue.enqueue(
                 import_products_file.__qualname__,
                 import_id=import_id,
-                key=f"ekimo-import-{import_id}",
                 timeout=IMPORT_JOB_TIMEOUT,
                 retries=1,
             )
-        except Exception:
-            await _fail(conn, import_id, "failed", "the import could not be queued; try again")
-            raise
+        except Exception as exc:
+            await _fail(conn, import_id, "failed", NOT_QUEUED_MESSAGE)
+            raise ImportNotQueued(import_id) from exc
+        if job is None:
+            await _fail(conn, import_id, "failed", NOT_QUEUED_MESSAGE)
+            raise ImportNotQueued(import_id)
     return import_id
+
+
+class ImportNotQueued(RuntimeError):
+    """The queue did not take the job (it is down, or refused it)."""
+
+    def __init__(self, import_id: int) -> None:
+        super().__init__(f"import {import_id}: {NOT_QUEUED_MESSAGE}")
 
 
 async def _fail(conn: Any, import_id: int, status: str, message: str) -> None:

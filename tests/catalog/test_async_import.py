@@ -164,6 +164,31 @@ async def test_async_import_with_bad_rows_is_rejected_with_an_error_file(
     assert [line[0] for line in lines] == ["barcode", "x0", "x1"]
 
 
+async def test_an_import_id_used_before_a_database_reset_is_still_imported(
+    client: Client,
+    auth_headers: dict[str, str],
+    container: Container,
+    worker: Callable[[], None],
+) -> None:
+    # An import queued on a database that is then reset: its job was taken by a worker that
+    # died (it stays active in the queue), and the reset gives its id to the next import.
+    first = await queue_csv(client, auth_headers, "before-reset.csv", 3)
+    assert await container.queue.dequeue(timeout=5) is not None
+    async with container.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE imports RESTART IDENTITY CASCADE"))
+
+    second = await queue_csv(client, auth_headers, "after-reset.csv", 4)
+    assert second.headers["location"] == first.headers["location"]
+    worker()
+    done = await poll(
+        client,
+        auth_headers,
+        second.headers["location"],
+        lambda b: b["status"] not in ("queued", "running"),
+    )
+    assert (done["status"], done["filename"], done["created"]) == ("applied", "after-reset.csv", 4)
+
+
 async def test_async_import_problems(
     client: Client, auth_headers: dict[str, str], worker: Callable[[], None]
 ) -> None:
