@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+import pytest
 from litestar.testing import AsyncTestClient
 
+from ekimo.app import create_app
+from ekimo.settings import Settings
 from tests.conftest import PASSWORD, TEST_SECRET
 
 PROBLEM = "application/problem+json"
@@ -122,3 +125,23 @@ async def test_eleventh_attempt_in_a_minute_is_429_with_retry_after(
     # Registration and other routes are not limited.
     assert (await client.get("/health")).status_code == 200
     await _register(client)
+
+
+async def test_with_redis_the_limit_holds_across_app_instances(settings: Settings) -> None:
+    """Two apps (two processes in production) count one client's attempts together."""
+    if settings.redis_url is None:
+        pytest.skip("REDIS_URL is unset: each process counts in memory")
+    async with (
+        AsyncTestClient(app=create_app(settings)) as first,
+        AsyncTestClient(app=create_app(settings)) as second,
+    ):
+        for attempt in range(10):
+            response = await (first if attempt % 2 else second).post(
+                "/auth", data={"username": "nobody", "password": "x" * 8}
+            )
+            assert response.status_code == 401, (attempt, response.text)
+        for app_client in (first, second):
+            limited = await app_client.post(
+                "/auth", data={"username": "nobody", "password": "x" * 8}
+            )
+            assert limited.status_code == 429, limited.text
