@@ -239,9 +239,9 @@ class XlsxSource:
             raise
         except Exception as exc:
             raise FileProblem(422, f"the workbook cannot be read: {exc}") from None
-        # The used range may start below row 1; row numbers must be Excel's.
-        start = self.sheet.start
-        self.first_row = (start[0] if start else 0) + 1
+        # iter_rows() starts at Excel's row 1 even when the used range starts lower (it yields
+        # the empty rows above it), so the row numbers count from 1.
+        self.first_row = 1
         self._rows = iter(self.sheet.iter_rows())
 
     def header(self) -> list[str] | None:

@@ -13,13 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from openpyxl import Workbook
 
 from ekimo.app import create_app
 from ekimo.container import Container
 from ekimo.products.importer import ImportOptions, ImportService
 from ekimo.settings import Settings
 from tests.conftest import ROOT, run_cli
-from tests.products.conftest import csv_bytes, imports, products, upload, write, xlsx_bytes
+from tests.products.conftest import (
+    HEADER,
+    csv_bytes,
+    imports,
+    products,
+    upload,
+    write,
+    xlsx_bytes,
+)
 
 GOOD = [
     ["0001234", "Widget", "19.99", "3", "2025-07-01T12:00:00"],
@@ -195,6 +204,24 @@ async def test_xlsx_typed_cells(
     bombed = await upload(client, headers, bomb.getvalue(), filename="bomb.xlsx")
     assert bombed.status_code == 413
     assert "zip bomb" in bombed.json()["detail"]
+
+
+async def test_xlsx_row_numbers_are_excels_when_the_sheet_starts_lower(
+    client: AsyncTestClient[Any], headers: dict[str, str]
+) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    # The header on row 3, from column B: rows 1-2 and column A are empty.
+    for offset, values in enumerate([HEADER, ["1", "Fine", 1, 1], ["2", "Bad", "abc", 1]]):
+        for column, value in enumerate(values, start=2):
+            sheet.cell(row=3 + offset, column=column, value=value)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    response = await upload(client, headers, buffer.getvalue(), filename="lower.xlsx")
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [(e["row"], e["column"]) for e in errors] == [(5, "price")]
 
 
 def _with_cached_value(content: bytes, formula: str, value: str) -> bytes:
