@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
+from http import HTTPStatus
 from importlib.metadata import version
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -27,6 +29,28 @@ from ekimo.users.auth import auth_plugin
 from ekimo.users.controller import routes as user_routes
 
 logger = logging.getLogger(__name__)
+
+
+def _client_error(exc: HTTPException) -> ProblemDetailsException:
+    """Litestar's own errors (a bad query parameter, malformed JSON, an unknown path) as problem
+    documents whose `detail` says what to fix; the plugin's default puts it in `title`."""
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if exc.detail != phrase else ""
+    if isinstance(exc.extra, list):  # a ValidationException: [{"key", "message", "source"}]
+        fields = [
+            f"{item['key']}: {item['message']}"
+            for item in exc.extra
+            if isinstance(item, dict) and "key" in item and "message" in item
+        ]
+        if fields:
+            detail = f"{detail}: {'; '.join(fields)}" if detail else "; ".join(fields)
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=phrase,
+        detail=detail or phrase,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
 
 
 def _internal_error(exc: Exception) -> ProblemDetailsException:
@@ -80,7 +104,10 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
                     enable_for_all_http_exceptions=True,
-                    exception_to_problem_detail_map={Exception: _internal_error},
+                    exception_to_problem_detail_map={
+                        HTTPException: _client_error,
+                        Exception: _internal_error,
+                    },
                 )
             ),
             auth_plugin(container, settings),

@@ -108,6 +108,34 @@ async def test_docs_are_served_with_local_assets(client: AsyncTestClient[Any]) -
     assert schema.json()["openapi"].startswith("3.1")
 
 
+async def test_openapi_documents_every_error_as_a_problem_document(
+    client: AsyncTestClient[Any],
+) -> None:
+    schema = (await client.get("/docs/openapi.json")).json()
+    errors = {
+        (path, method, code): response.get("content", {})
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        for code, response in operation["responses"].items()
+        if code.startswith(("4", "5")) and path != "/health"
+    }
+    assert ("/products", "put", "401") in errors
+    not_problems = {
+        key for key, content in errors.items() if "application/problem+json" not in content
+    }
+    assert not not_problems, sorted(not_problems)
+
+
+async def test_a_bad_parameter_says_what_to_fix_in_detail(client: AsyncTestClient[Any]) -> None:
+    response = await client.post(
+        "/users", content=b"{bad", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["title"] == "Bad Request"
+    assert "JSON is malformed" in body["detail"]
+
+
 async def test_unknown_route_is_a_problem_document(client: AsyncTestClient[Any]) -> None:
     response = await client.get("/no/such/thing")
     assert response.status_code == 404

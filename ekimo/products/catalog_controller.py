@@ -14,6 +14,7 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
+from ekimo.docs import problems
 from ekimo.products import export, history
 from ekimo.products.catalog import (
     DEFAULT_SORT,
@@ -87,6 +88,7 @@ _query_dependency = {"product_query": Provide(provide_product_query, sync_to_thr
     tags=["catalog"],
     summary="List products",
     dependencies=_query_dependency,
+    responses=problems(400, 401),
     cache=False,
 )
 async def list_products(
@@ -109,6 +111,7 @@ async def list_products(
     tags=["catalog"],
     summary="Export products as CSV or XLSX",
     dependencies=_query_dependency,
+    responses=problems(400, 401),
     cache=False,
     response_description="The file, in the import's columns: barcode, name, price, quantity, "
     "last_updated.",
@@ -137,7 +140,13 @@ async def export_products(
     )
 
 
-@get("/products/{barcode:str}", tags=["catalog"], summary="Get a product", cache=False)
+@get(
+    "/products/{barcode:str}",
+    tags=["catalog"],
+    summary="Get a product",
+    cache=False,
+    responses=problems(400, 401, 404),
+)
 async def get_product(
     db_session: NamedDependency[AsyncSession], barcode: FromPath[str]
 ) -> ProductOut:
@@ -152,7 +161,13 @@ async def get_product(
     return ProductOut.from_model(product)
 
 
-@get("/imports", tags=["imports"], summary="Import history, newest first", cache=False)
+@get(
+    "/imports",
+    tags=["imports"],
+    summary="Import history, newest first",
+    cache=False,
+    responses=problems(400, 401),
+)
 async def list_imports(
     db_session: NamedDependency[AsyncSession],
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
@@ -176,7 +191,13 @@ def _no_import(import_id: int) -> ProblemDetailsException:
     )
 
 
-@get("/imports/{import_id:int}", tags=["imports"], summary="An import's report", cache=False)
+@get(
+    "/imports/{import_id:int}",
+    tags=["imports"],
+    summary="An import's report",
+    cache=False,
+    responses=problems(400, 401, 404),
+)
 async def get_import(
     db_session: NamedDependency[AsyncSession], import_id: FromPath[int]
 ) -> ImportOut:
@@ -193,6 +214,7 @@ async def get_import(
     tags=["imports"],
     summary="The rejected rows of an import, to fix and upload again",
     cache=False,
+    responses=problems(400, 401, 404),
     media_type="text/csv",
 )
 async def import_errors_csv(

@@ -27,6 +27,7 @@ from litestar.types import ControllerRouterHandler
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ekimo.container import Container
+from ekimo.docs import problems
 from ekimo.products.catalog_schemas import ImportQueued
 from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
 from ekimo.products.jobs import ImportNotQueued, queue_import
@@ -193,6 +194,7 @@ class _ImportOperation(Operation):
     request_max_body_size=None,
     status_code=200,
     responses={
+        **problems(400, 401, 413, 415, 503),
         202: ResponseSpec(
             ImportQueued,
             generate_examples=False,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
+from ekimo.docs import problems
 from ekimo.sync import receiver
 from ekimo.sync.jobs import SYNC_JOB_TIMEOUT, sync_products
 from ekimo.sync.models import SyncRun
@@ -34,7 +35,12 @@ class SyncController(Controller):
     path = "/sync"
     tags = ["sync"]
 
-    @post("/", status_code=202, summary="Run a sync soon, on the worker")
+    @post(
+        "/",
+        status_code=202,
+        summary="Run a sync soon, on the worker",
+        responses=problems(401, 409),
+    )
     async def start_sync(self, container: NamedDependency[Container]) -> SyncJobAccepted:
         job = await container.queue.enqueue(
             sync_products.__qualname__, trigger="api", timeout=SYNC_JOB_TIMEOUT
@@ -43,7 +49,7 @@ class SyncController(Controller):
             raise ProblemDetailsException(status_code=409, detail="a sync is already queued")
         return SyncJobAccepted(job_id=job.id)
 
-    @get("/runs", summary="Sync runs, newest first")
+    @get("/runs", summary="Sync runs, newest first", responses=problems(400, 401))
     async def list_runs(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -58,7 +64,7 @@ class SyncController(Controller):
             items=[SyncRunOut.of(r) for r in runs], total=total, limit=limit, offset=offset
         )
 
-    @get("/runs/{run_id:int}", summary="One sync run")
+    @get("/runs/{run_id:int}", summary="One sync run", responses=problems(400, 401, 404))
     async def get_run(
         self, db_session: NamedDependency[AsyncSession], run_id: FromPath[int]
     ) -> SyncRunOut:
@@ -69,7 +75,11 @@ class SyncController(Controller):
             )
         return SyncRunOut.of(run)
 
-    @get("/status", summary="Products waiting to be synced and the last run")
+    @get(
+        "/status",
+        summary="Products waiting to be synced and the last run",
+        responses=problems(401),
+    )
     async def status(
         self, container: NamedDependency[Container], db_session: NamedDependency[AsyncSession]
     ) -> SyncStatus:
@@ -86,6 +96,7 @@ class SyncController(Controller):
     tags=["sync"],
     summary="Receive products (ekimo as the external API of another ekimo)",
     request_max_body_size=MAX_RECEIVE_BODY,
+    responses=problems(400, 401, 413, 415, 422),
 )
 async def receive_products(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]

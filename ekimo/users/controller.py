@@ -24,6 +24,7 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
+from ekimo.docs import problems
 from ekimo.users.auth import login_rate_limit, unauthorized
 from ekimo.users.schemas import (
     PASSWORD_RULE,
@@ -79,6 +80,7 @@ def _validation_as_422(request: Request[Any, Any, Any], exc: ValidationException
     tags=["accounts"],
     summary="Register an account",
     status_code=201,
+    responses=problems(400, 409, 422),
     exclude_from_auth=True,
     security=[{}],
     exception_handlers={ValidationException: _validation_as_422},
@@ -162,6 +164,7 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
     tags=["accounts"],
     summary="Log in: get a bearer token",
     status_code=200,
+    responses=problems(400, 401, 415, 422, 429),
     exclude_from_auth=True,
     security=[{}],
     middleware=[login_rate_limit.middleware],
