@@ -8,8 +8,9 @@ import logging
 from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from importlib.metadata import version
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.plugins.problem_details import (
@@ -51,6 +52,15 @@ def _client_error(exc: HTTPException) -> ProblemDetailsException:
         extra=exc.extra,
         headers=exc.headers,
     )
+
+
+def _problem_response(
+    request: Request[Any, Any, Any], exc: ProblemDetailsException
+) -> Response[Any]:
+    """Every problem document has a `title` (the status phrase unless the raiser chose one)."""
+    if exc.title is None:
+        exc.title = HTTPStatus(exc.status_code).phrase
+    return exc.to_response(request)
 
 
 def _internal_error(exc: Exception) -> ProblemDetailsException:
@@ -103,6 +113,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
+                    exception_handler=_problem_response,
                     enable_for_all_http_exceptions=True,
                     exception_to_problem_detail_map={
                         HTTPException: _client_error,

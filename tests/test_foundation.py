@@ -126,6 +126,15 @@ async def test_openapi_documents_every_error_as_a_problem_document(
     assert not not_problems, sorted(not_problems)
 
 
+async def test_every_problem_document_has_a_title(
+    client: AsyncTestClient[Any], auth_headers: dict[str, str]
+) -> None:
+    response = await client.get("/sync/runs/999", headers=auth_headers)
+    assert response.status_code == 404
+    assert response.json()["title"] == "Not Found"
+    assert "999" in response.json()["detail"]
+
+
 async def test_a_bad_parameter_says_what_to_fix_in_detail(client: AsyncTestClient[Any]) -> None:
     response = await client.post(
         "/users", content=b"{bad", headers={"content-type": "application/json"}

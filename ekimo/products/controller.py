@@ -194,7 +194,7 @@ class _ImportOperation(Operation):
     request_max_body_size=None,
     status_code=200,
     responses={
-        **problems(400, 401, 413, 415, 503),
+        **problems(400, 401, 413, 503),
         202: ResponseSpec(
             ImportQueued,
             generate_examples=False,

@@ -96,7 +96,7 @@ class SyncController(Controller):
     tags=["sync"],
     summary="Receive products (ekimo as the external API of another ekimo)",
     request_max_body_size=MAX_RECEIVE_BODY,
-    responses=problems(400, 401, 413, 415, 422),
+    responses=problems(400, 401, 413, 422),
 )
 async def receive_products(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
