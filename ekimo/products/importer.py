@@ -24,7 +24,7 @@ import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 import msgspec
 
 from ekimo.container import Container
-from ekimo.products import fast_csv
+from ekimo.products import fast_csv, fast_xlsx
 from ekimo.products.history import RejectedRows
 from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
@@ -247,15 +247,32 @@ class ImportService:
             raw = await sa_conn.get_raw_connection()
             conn: Connection = raw.driver_connection
             try:
-                fast = None
-                if fmt == "csv":  # PostgreSQL parses a clean CSV; else the Python path below
+                # A clean file takes a fast path; else (or if it steps aside) the Python path.
+                if fmt == "csv":
                     fast = await fast_csv.attempt(
                         conn, self._helper, source, dry_run=options.dry_run, progress=progress
+                    )
+                else:
+                    fast = await fast_xlsx.attempt(
+                        conn,
+                        source,
+                        self.container.settings.max_upload_bytes,
+                        dry_run=options.dry_run,
+                        progress=progress,
                     )
                 if fast is not None:
                     rejected.set_header(fast.header, fast.positions)
                     return await self._finish_fast(
-                        conn, fast, filename, options, user_id, started, clock, import_id, rejected
+                        conn,
+                        fast,
+                        filename,
+                        fmt,
+                        options,
+                        user_id,
+                        started,
+                        clock,
+                        import_id,
+                        rejected,
                     )
                 report = await self._run(
                     conn,
@@ -372,6 +389,7 @@ class ImportService:
         conn: Connection,
         fast: fast_csv.FastOutcome,
         filename: str,
+        fmt: Format,
         options: ImportOptions,
         user_id: int | None,
         started: datetime,
@@ -381,7 +399,7 @@ class ImportService:
     ) -> ImportReport:
         """Report and record an import done by the fast path (see `fast_csv`)."""
         status: Status = "validated" if options.dry_run else "applied"
-        report = _report(filename, "csv", options, status, clock)
+        report = _report(filename, fmt, options, status, clock)
         report.rows, report.created, report.updated = fast.rows, fast.created, fast.updated
         report.unchanged = fast.rows - fast.created - fast.updated
         report.warnings = fast.warnings

@@ -15,8 +15,14 @@ import pytest
 
 from ekimo.container import Container
 from ekimo.products import fast_csv
-from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
-from tests.products.conftest import csv_bytes, products
+from ekimo.products.importer import ImportOptions, ImportService
+from tests.products.conftest import (
+    csv_bytes,
+    import_both_ways,
+    import_by,
+    products,
+    truncate_catalog,
+)
 
 
 class _OneWay(io.RawIOBase):
@@ -40,56 +46,21 @@ def _fast_path_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _truncate(container: Container) -> None:
-    async with container.engine.begin() as conn:
-        await conn.exec_driver_sql("TRUNCATE products, imports CASCADE")
+    await truncate_catalog(container)
 
 
 async def _import(
     container: Container, content: bytes, *, fast: bool, options: ImportOptions | None = None
 ) -> tuple[str, dict[str, Any]]:
     """(which path ran, the report as a dict without timings and ids)."""
-    before = dict(fast_csv.stats)
-    fast_csv.enabled = fast
-    try:
-        report: ImportReport | None = await ImportService(container).run(
-            io.BytesIO(content), "products.csv", options
-        )
-        body = report.to_dict()
-    except ImportFailed as failed:
-        report = failed.report
-        body = (report.to_dict() if report else {}) | {"detail": failed.message}
-    finally:
-        fast_csv.enabled = True
-    taken = fast_csv.stats["taken"] - before.get("taken", 0)
-    for key in ("duration_ms", "import_id"):
-        body.pop(key, None)
-    return ("fast" if taken else "python"), body
-
-
-def _comparable(rows: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
-    def updated(r: dict[str, Any]) -> Any:
-        # No last_updated in the file: the time of the import, which differs between imports.
-        return "import time" if r["last_updated"] == r["updated_at"] else r["last_updated"]
-
-    return {
-        barcode: (r["name"], r["price"], r["quantity"], updated(r), r["version"])
-        for barcode, r in rows.items()
-    }
+    return await import_by(fast_csv, container, content, "products.csv", fast=fast, options=options)
 
 
 async def _both(
     container: Container, content: bytes, options: ImportOptions | None = None
 ) -> tuple[str, dict[str, Any], dict[str, tuple[Any, ...]]]:
     """Import with each path on an empty catalog; the same outcome; (path taken, report, rows)."""
-    await _truncate(container)
-    path, fast_report = await _import(container, content, fast=True, options=options)
-    fast_rows = _comparable(await products(container))
-    await _truncate(container)
-    other, python_report = await _import(container, content, fast=False, options=options)
-    assert other == "python"
-    assert fast_report == python_report
-    assert fast_rows == _comparable(await products(container))
-    return path, fast_report, fast_rows
+    return await import_both_ways(fast_csv, container, content, "products.csv", options)
 
 
 CLEAN = [

@@ -1,0 +1,306 @@
+"""The optimistic path for clean .xlsx files: typed cells, checked a column at a time.
+
+A workbook whose first sheet can be cut into pieces (`sheet_pieces`) is imported piece by piece,
+in the import's one transaction: a worker thread parses the next piece (calamine does not hold
+the GIL) and checks it while PostgreSQL applies the previous one, so the two cores work at once.
+A clean sheet's cells are already typed (numbers are floats, date-times are datetimes): a piece
+goes by binary COPY into a small temporary table, then one INSERT (while every barcode is new)
+or one MERGE applies it. Numbers go as the text the Python path gives them (15 significant
+digits: 19.989999999999998 → 19.99).
+
+The checks run without Python code per row and accept a subset of what the Python path accepts
+(the common, canonical cells), with the same values for it. Anything else — a number stored as
+text, a barcode stored as a number, a blank row, a value out of range, a barcode twice, a sheet
+that cannot be cut — rolls the transaction back and `attempt` answers None: the caller then runs
+the Python path on the same file, which reports the exact errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import IO, Any
+
+import asyncpg  # pyright: ignore[reportMissingTypeStubs]
+
+from ekimo.products.fast_csv import FastOutcome
+from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
+from ekimo.products.readers import check_zip, sha256_of
+from ekimo.products.rows import INTEGER_DIGITS, MAX_NAME_LENGTH
+from ekimo.products.sheet_pieces import Cutter, Piece, first_sheet_part, parse_piece
+
+log = logging.getLogger(__name__)
+
+Connection = Any
+Progress = Callable[[int], None]
+
+# False: always the Python path (to compare the two, in tests and benchmarks).
+enabled = True
+# Outcomes: "taken" (the fast path imported the file), "fallback" (the Python path must run);
+# "pieces": how many pieces the taken files had.
+stats: Counter[str] = Counter()
+
+PIECE_DDL = """
+CREATE TEMP TABLE import_piece (
+    barcode text, name text, price text, quantity text, last_updated timestamp
+) ON COMMIT DROP
+"""
+# Row by row through the barcode index: a hash of the whole catalog per piece would cost more
+# than the piece, and after a TRUNCATE the planner may believe `products` is empty (a scan of
+# it per row). `jit`: the penalties above make every plan look costly enough to compile.
+PLANNER = (
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
+    " SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
+)
+_PIECE = (
+    "(SELECT barcode, name, price::numeric AS price, quantity::numeric AS quantity,"
+    " last_updated AT TIME ZONE 'UTC' AS last_updated FROM import_piece)"
+)
+MERGE = merge_into_products(_PIECE)
+# A piece of new products only (a first import, new rows appended): the MERGE's insert
+# without its join, which costs about a third of the MERGE.
+INSERT = f"""
+INSERT INTO products (barcode, name, price, quantity, last_updated, version, synced_version,
+    created_at, updated_at)
+SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, 0, $1, $1 FROM {_PIECE} s
+"""  # noqa: S608 (our own table)
+COLUMNS = ["barcode", "name", "price", "quantity", "last_updated"]
+
+_BARCODES = re.compile(r"[0-9]{1,14}(?:\n[0-9]{1,14})*")
+_FLOAT_15G = "{:.15g}".format  # the Python path's text of a float cell (rows.float_text)
+_PRICES = re.compile(r"\d+(?:\.\d{1,2})?(?:\n\d+(?:\.\d{1,2})?)*")
+_QUANTITIES = re.compile(r"\d+(?:\.\d{1,3})?(?:\n\d+(?:\.\d{1,3})?)*")
+_NUMBER_LIMIT = 10.0**INTEGER_DIGITS
+
+
+class _NotFast(Exception):
+    """This file (or this part of it) is not for the fast path."""
+
+
+class _Sheet:
+    """The sheet's pieces as checked COPY records, read in a worker thread piece by piece."""
+
+    def __init__(self, stream: IO[bytes], max_bytes: int) -> None:
+        check_zip(stream, max_bytes)
+        self.sha256 = sha256_of(stream)
+        archive = zipfile.ZipFile(stream)
+        part = first_sheet_part(archive)
+        if part is None or part not in archive.namelist():
+            raise _NotFast("the workbook's first sheet was not found")
+        cutter = Cutter(archive, part)
+        if not cutter.can_cut():
+            raise _NotFast("the sheet cannot be cut into pieces")
+        self.workbooks = cutter.pieces()
+        self.header: list[str] = []
+        self.positions: dict[str, int] = {}
+        self.warnings: list[str] = []
+        self.rows = 0
+        self.pieces = 0
+        self.first_column = 0
+        self.barcodes: set[str] = set()
+
+    def next_records(self) -> list[tuple[Any, ...]] | None:
+        """The next piece's rows as COPY records, None at the end; `_NotFast` if not clean."""
+        workbook = next(self.workbooks, None)
+        if workbook is None:
+            return None
+        piece = parse_piece(workbook)
+        self.pieces += 1
+        rows = piece.rows
+        if not self.header:
+            rows = self._read_header(piece)
+        elif rows and piece.first_column != self.first_column:
+            raise _NotFast("a piece's cells start in another column")
+        if not rows:
+            return []
+        records = self._check(rows)
+        self.rows += len(rows)
+        return records
+
+    def _read_header(self, piece: Piece) -> list[list[Any]]:
+        from ekimo.products.importer import map_header  # the importer imports this module
+
+        if not piece.rows or not all(type(cell) is str for cell in piece.rows[0]):
+            raise _NotFast("the first row is not a header of text")
+        self.header = piece.rows[0]
+        self.positions, self.warnings = map_header(self.header)
+        self.first_column = piece.first_column
+        return piece.rows[1:]
+
+    def _check(self, rows: list[list[Any]]) -> list[tuple[Any, ...]]:
+        at = self.positions
+        if len(set(map(len, rows))) != 1 or len(rows[0]) <= max(at.values()):
+            raise _NotFast("rows of another width")
+        columns = list(zip(*rows, strict=True))
+        barcodes = _text_column(columns[at["barcode"]])
+        names = _text_column(columns[at["name"]])
+        prices = _number_column(columns[at["price"]], _PRICES)
+        quantities = _number_column(columns[at["quantity"]], _QUANTITIES)
+        joined = "\n".join(barcodes)
+        if _BARCODES.fullmatch(joined) is None or joined.count("\n") != len(barcodes) - 1:
+            raise _NotFast("a barcode that is not 1 to 14 digits")
+        if (
+            min(map(len, names)) < 1
+            or max(map(len, names)) > MAX_NAME_LENGTH
+            or "\n'" in "\n" + "\n".join(names)  # a name starting with ' may be escaped
+            or tuple(map(str.strip, names)) != names
+        ):
+            raise _NotFast("a name to trim, unescape or refuse")
+        if "last_updated" in at:
+            updated = _moment_column(columns[at["last_updated"]])
+        else:
+            updated = (None,) * len(rows)
+        before = len(self.barcodes)
+        self.barcodes.update(barcodes)
+        if len(self.barcodes) != before + len(barcodes):
+            raise _NotFast("a barcode twice")
+        return list(zip(barcodes, names, prices, quantities, updated, strict=True))
+
+
+def _text_column(values: tuple[Any, ...]) -> tuple[str, ...]:
+    if set(map(type, values)) != {str}:
+        raise _NotFast("a text column with other cells")
+    return values
+
+
+def _number_column(values: tuple[Any, ...], pattern: re.Pattern[str]) -> list[str]:
+    """Numbers >= 0 and < 10^12 whose text (15 significant digits) has few enough decimals,
+    as that text (PostgreSQL reads a numeric from text faster than from a float8)."""
+    if not set(map(type, values)) <= {float, int}:
+        raise _NotFast("a number column with other cells")
+    numbers: tuple[float, ...] = values
+    if not all(map(math.isfinite, numbers)) or max(numbers) >= _NUMBER_LIMIT:
+        raise _NotFast("a number out of range")
+    texts = list(map(_FLOAT_15G, numbers))
+    if pattern.fullmatch("\n".join(texts)) is None:  # also refuses < 0
+        raise _NotFast("a number with too many decimals")
+    return texts
+
+
+def _moment_column(values: tuple[Any, ...]) -> tuple[Any, ...] | list[datetime | None]:
+    """Date-times (naive: UTC), or None for an empty cell (the time of the import)."""
+    kinds = set(map(type, values))
+    if kinds == {datetime}:
+        return values
+    if not kinds <= {datetime, date, str} or any(v != "" for v in values if type(v) is str):
+        raise _NotFast("a last_updated column with other cells")
+    # calamine gives a date for a date-time at midnight.
+    return [
+        v if type(v) is datetime else None if type(v) is str else datetime(v.year, v.month, v.day)
+        for v in values
+    ]
+
+
+async def attempt(
+    conn: Connection,
+    source: IO[bytes],
+    max_bytes: int,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+) -> FastOutcome | None:
+    """Import `source` the fast way, or None (with `source` where it was) to fall back."""
+    if not enabled or not source.seekable():
+        return None
+    start = source.tell()
+    try:
+        outcome = await _attempt(conn, source, max_bytes, dry_run, progress)
+    except _NotFast as reason:
+        log.info("import fast path not taken: %s", reason)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if conn.is_closed():
+            raise
+        log.info("import fast path not taken: %s: %s", type(exc).__name__, exc)
+    else:
+        stats["taken"] += 1
+        return outcome
+    stats["fallback"] += 1
+    source.seek(start)
+    return None
+
+
+async def _attempt(
+    conn: Connection, source: IO[bytes], max_bytes: int, dry_run: bool, progress: Progress | None
+) -> FastOutcome:
+    sheet = await asyncio.to_thread(_Sheet, source, max_bytes)
+    transaction = conn.transaction()
+    await transaction.start()
+    # The next piece is parsed and checked in a thread while PostgreSQL merges this one.
+    ahead = asyncio.ensure_future(asyncio.to_thread(sheet.next_records))
+    try:
+        await conn.execute(PLANNER)
+        await conn.execute(PIECE_DDL)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", PRODUCTS_WRITE_LOCK)
+        now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        before: int = await conn.fetchval("SELECT count(*) FROM products")
+        touched = 0
+        inserting = True
+        waited = merging = 0.0  # seconds waiting for a piece, and for PostgreSQL (debug log)
+        clock = time.perf_counter()
+        while (records := await ahead) is not None:
+            waited += time.perf_counter() - clock
+            ahead = asyncio.ensure_future(asyncio.to_thread(sheet.next_records))
+            clock = time.perf_counter()
+            if records:
+                await conn.execute("TRUNCATE import_piece")
+                await conn.copy_records_to_table("import_piece", records=records, columns=COLUMNS)
+                inserted = await _insert(conn, now) if inserting else None
+                inserting = inserted is not None  # once a piece has known barcodes: MERGE
+                touched += (
+                    inserted if inserted is not None else _count(await conn.execute(MERGE, now))
+                )
+                if progress is not None:
+                    progress(sheet.rows)
+            merging += time.perf_counter() - clock
+            clock = time.perf_counter()
+        log.debug("import fast path: %.3f s waiting for pieces, %.3f s merging", waited, merging)
+        if not sheet.header:
+            raise _NotFast("no header")
+        after: int = await conn.fetchval("SELECT count(*) FROM products")
+    except BaseException:
+        # A thread cannot be stopped: let it end its piece before the caller falls back and
+        # reads the same file.
+        await asyncio.gather(ahead, return_exceptions=True)
+        if not conn.is_closed():
+            await transaction.rollback()
+        raise
+    stats["pieces"] += sheet.pieces
+    log.info("import fast path taken: %d rows in %d pieces", sheet.rows, sheet.pieces)
+    created = after - before
+    outcome = FastOutcome(
+        rows=sheet.rows,
+        created=created,
+        updated=touched - created,
+        warnings=sheet.warnings,
+        sha256=sheet.sha256,
+        transaction=transaction,
+        header=sheet.header,
+        positions=sheet.positions,
+    )
+    if dry_run:
+        await transaction.rollback()
+        outcome.transaction = None
+    return outcome
+
+
+async def _insert(conn: Connection, now: datetime) -> int | None:
+    """Insert the piece if none of its barcodes is in the catalog: the count, else None."""
+    try:
+        async with conn.transaction():  # a savepoint: a known barcode undoes only this
+            return _count(await conn.execute(INSERT, now))
+    except asyncpg.UniqueViolationError:
+        return None
+
+
+def _count(status: str) -> int:
+    # asyncpg answers with the command tag, e.g. "MERGE 1000".
+    return int(status.rsplit(" ", 1)[-1])
