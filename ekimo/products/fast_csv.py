@@ -34,6 +34,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ekimo.products import fast_paths
+from ekimo.products.fast_paths import FastOutcome, NotFast
 from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.rows import MAX_NAME_LENGTH
 
@@ -68,24 +70,6 @@ _QUOTED = re.compile(rb'"[^"]*+(?:""[^"]*+)*+"')
 MAX_CARRY = 256 * 1024
 
 
-class _NotFast(Exception):
-    """This file (or this part of it) is not for the fast path."""
-
-
-@dataclass
-class FastOutcome:
-    """A file imported by the fast path; `transaction` is open unless it was a dry run."""
-
-    rows: int
-    created: int
-    updated: int
-    warnings: list[str]
-    sha256: str
-    transaction: Any
-    header: list[str]
-    positions: dict[str, int]
-
-
 @dataclass
 class _Header:
     delimiter: str
@@ -96,36 +80,36 @@ class _Header:
 
 
 def _read_header(head: bytes) -> _Header:
-    """The header as the Python path reads it, or `_NotFast` when that path must decide."""
+    """The header as the Python path reads it, or `NotFast` when that path must decide."""
     from ekimo.products.importer import map_header  # the importer imports this module
 
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise _NotFast("UTF-16")
+        raise NotFast("UTF-16")
     offset = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
     if b"\x00" in head:
-        raise _NotFast("NUL bytes")
+        raise NotFast("NUL bytes")
     # The Python path takes the first physical line (\n, \r\n or \r) as the header.
     end = min(
         (i for i in (head.find(b"\n", offset), head.find(b"\r", offset)) if i >= 0), default=-1
     )
     if end < 0:
-        raise _NotFast("no complete header line")
+        raise NotFast("no complete header line")
     line = head[offset:end]
     if b'"' in line:
-        raise _NotFast("quotes in the header")
+        raise NotFast("quotes in the header")
     try:
         first = line.decode()
     except UnicodeDecodeError:
-        raise _NotFast("header not UTF-8") from None
+        raise NotFast("header not UTF-8") from None
     if not first.strip():
-        raise _NotFast("empty header")
+        raise NotFast("empty header")
     counts = {d: first.count(d) for d in CSV_DELIMITERS}
     delimiter = max(CSV_DELIMITERS, key=lambda d: counts[d])
     cells = next(csv.reader([first], delimiter=delimiter))
     try:
         positions, warnings = map_header(cells)
     except Exception:
-        raise _NotFast("header refused") from None
+        raise NotFast("header refused") from None
     return _Header(delimiter, cells, positions, warnings, offset)
 
 
@@ -147,27 +131,27 @@ class _QuoteCheck:
     def feed(self, chunk: bytes, final: bool) -> None:
         data = self.carry + chunk
         if b"\\." in data or (self.previous == 92 and data[:1] == b"."):
-            raise _NotFast("a \\. in the data")
+            raise NotFast("a \\. in the data")
         self.carry = b""
         at = data.find(b'"')
         while at >= 0:
             before = data[at - 1] if at > 0 else self.previous
             if before not in self.boundaries:
-                raise _NotFast("a quote inside an unquoted field")
+                raise NotFast("a quote inside an unquoted field")
             match = _QUOTED.match(data, at)
             # The byte after the closing quote decides; it may be in the next chunk.
             if match is None or (match.end() == len(data) and not final):
                 # The quoted field goes on in the next chunk (or never ends: COPY will say).
                 if match is None and final:
-                    raise _NotFast("an unterminated quote")
+                    raise NotFast("an unterminated quote")
                 self.carry = data[at:]
                 if len(self.carry) > MAX_CARRY:
-                    raise _NotFast("a very long quoted field")
+                    raise NotFast("a very long quoted field")
                 data = data[:at]
                 break
             end = match.end()
             if end < len(data) and data[end] not in self.boundaries:
-                raise _NotFast("text after a closing quote")
+                raise NotFast("text after a closing quote")
             at = data.find(b'"', end)
         if data:
             self.previous = data[-1]
@@ -253,24 +237,9 @@ async def attempt(
     """Import `source` the fast way, or None (with `source` where it was) to fall back."""
     if not enabled or not source.seekable():
         return None
-    start = source.tell()
-    try:
-        outcome = await _attempt(conn, helper, source, dry_run, progress)
-    except _NotFast as reason:
-        log.info("import fast path not taken: %s", reason)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if conn.is_closed():
-            raise
-        log.info("import fast path not taken: %s: %s", type(exc).__name__, exc)
-    else:
-        stats["taken"] += 1
-        log.info("import fast path taken: %d rows", outcome.rows)
-        return outcome
-    stats["fallback"] += 1
-    source.seek(start)
-    return None
+    return await fast_paths.attempt(
+        lambda: _attempt(conn, helper, source, dry_run, progress), conn, source, stats, log
+    )
 
 
 class _Reader:
@@ -356,7 +325,7 @@ async def _copy_raw(conn: Connection, sql: _Sql, header: _Header, chunks: _Chunk
 async def _check(
     checker: Connection, sql: _Sql, header: _Header, chunks: _Chunks, reader: _Reader
 ) -> int:
-    """The helper connection's part: the number of rows, or `_NotFast` if a check refuses one."""
+    """The helper connection's part: the number of rows, or `NotFast` if a check refuses one."""
     try:
         copied = await _copy_raw(checker, sql, header, chunks)
     except BaseException:
@@ -367,7 +336,7 @@ async def _check(
     clock = time.perf_counter()
     refused: int = await checker.fetchval(sql.refused)
     if refused:
-        raise _NotFast(f"{refused} rows not in the fast path's spelling")
+        raise NotFast(f"{refused} rows not in the fast path's spelling")
     blank: int = await checker.fetchval(sql.blank)
     _step("checks", clock)
     return copied - blank
@@ -422,7 +391,7 @@ async def _import(
         rows = await checking  # nothing commits before the checks passed
         _step("waiting for the checks", clock)
         if touched > rows:
-            raise _NotFast("the MERGE touched more rows than the file has")
+            raise NotFast("the MERGE touched more rows than the file has")
         if reader.progress is not None:
             reader.progress(rows)
     except BaseException:

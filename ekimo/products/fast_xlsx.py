@@ -31,7 +31,8 @@ from typing import IO, Any
 
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
-from ekimo.products.fast_csv import FastOutcome
+from ekimo.products import fast_paths
+from ekimo.products.fast_paths import FastOutcome, NotFast
 from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.readers import check_zip, sha256_of
 from ekimo.products.rows import INTEGER_DIGITS, MAX_NAME_LENGTH
@@ -81,10 +82,6 @@ _QUANTITIES = re.compile(r"\d+(?:\.\d{1,3})?(?:\n\d+(?:\.\d{1,3})?)*")
 _NUMBER_LIMIT = 10.0**INTEGER_DIGITS
 
 
-class _NotFast(Exception):
-    """This file (or this part of it) is not for the fast path."""
-
-
 class _Sheet:
     """The sheet's pieces as checked COPY records, read in a worker thread piece by piece."""
 
@@ -94,10 +91,10 @@ class _Sheet:
         archive = zipfile.ZipFile(stream)
         part = first_sheet_part(archive)
         if part is None or part not in archive.namelist():
-            raise _NotFast("the workbook's first sheet was not found")
+            raise NotFast("the workbook's first sheet was not found")
         cutter = Cutter(archive, part)
         if not cutter.can_cut():
-            raise _NotFast("the sheet cannot be cut into pieces")
+            raise NotFast("the sheet cannot be cut into pieces")
         self.workbooks = cutter.pieces()
         self.header: list[str] = []
         self.positions: dict[str, int] = {}
@@ -108,7 +105,7 @@ class _Sheet:
         self.barcodes: set[str] = set()
 
     def next_records(self) -> list[tuple[Any, ...]] | None:
-        """The next piece's rows as COPY records, None at the end; `_NotFast` if not clean."""
+        """The next piece's rows as COPY records, None at the end; `NotFast` if not clean."""
         workbook = next(self.workbooks, None)
         if workbook is None:
             return None
@@ -118,7 +115,7 @@ class _Sheet:
         if not self.header:
             rows = self._read_header(piece)
         elif rows and piece.first_column != self.first_column:
-            raise _NotFast("a piece's cells start in another column")
+            raise NotFast("a piece's cells start in another column")
         if not rows:
             return []
         records = self._check(rows)
@@ -129,7 +126,7 @@ class _Sheet:
         from ekimo.products.importer import map_header  # the importer imports this module
 
         if not piece.rows or not all(type(cell) is str for cell in piece.rows[0]):
-            raise _NotFast("the first row is not a header of text")
+            raise NotFast("the first row is not a header of text")
         self.header = piece.rows[0]
         self.positions, self.warnings = map_header(self.header)
         self.first_column = piece.first_column
@@ -138,7 +135,7 @@ class _Sheet:
     def _check(self, rows: list[list[Any]]) -> list[tuple[Any, ...]]:
         at = self.positions
         if len(set(map(len, rows))) != 1 or len(rows[0]) <= max(at.values()):
-            raise _NotFast("rows of another width")
+            raise NotFast("rows of another width")
 
         def column(name: str) -> tuple[Any, ...]:
             return tuple(map(itemgetter(at[name]), rows))  # 3 times as fast as zip(*rows)
@@ -149,14 +146,14 @@ class _Sheet:
         quantities = _number_column(column("quantity"), _QUANTITIES)
         joined = "\n".join(barcodes)
         if _BARCODES.fullmatch(joined) is None or joined.count("\n") != len(barcodes) - 1:
-            raise _NotFast("a barcode that is not 1 to 14 digits")
+            raise NotFast("a barcode that is not 1 to 14 digits")
         if (
             min(map(len, names)) < 1
             or max(map(len, names)) > MAX_NAME_LENGTH
             or "\n'" in "\n" + "\n".join(names)  # a name starting with ' may be escaped
             or tuple(map(str.strip, names)) != names
         ):
-            raise _NotFast("a name to trim, unescape or refuse")
+            raise NotFast("a name to trim, unescape or refuse")
         if "last_updated" in at:
             updated = _moment_column(column("last_updated"))
         else:
@@ -164,13 +161,13 @@ class _Sheet:
         before = len(self.barcodes)
         self.barcodes.update(barcodes)
         if len(self.barcodes) != before + len(barcodes):
-            raise _NotFast("a barcode twice")
+            raise NotFast("a barcode twice")
         return list(zip(barcodes, names, prices, quantities, updated, strict=True))
 
 
 def _text_column(values: tuple[Any, ...]) -> tuple[str, ...]:
     if set(map(type, values)) != {str}:
-        raise _NotFast("a text column with other cells")
+        raise NotFast("a text column with other cells")
     return values
 
 
@@ -178,13 +175,13 @@ def _number_column(values: tuple[Any, ...], pattern: re.Pattern[str]) -> list[st
     """Numbers >= 0 and < 10^12 whose text (15 significant digits) has few enough decimals,
     as that text (PostgreSQL reads a numeric from text faster than from a float8)."""
     if not set(map(type, values)) <= {float, int}:
-        raise _NotFast("a number column with other cells")
+        raise NotFast("a number column with other cells")
     numbers: tuple[float, ...] = values
     if not all(map(math.isfinite, numbers)) or max(numbers) >= _NUMBER_LIMIT:
-        raise _NotFast("a number out of range")
+        raise NotFast("a number out of range")
     texts = list(map(_FLOAT_15G, numbers))
     if pattern.fullmatch("\n".join(texts)) is None:  # also refuses < 0
-        raise _NotFast("a number with too many decimals")
+        raise NotFast("a number with too many decimals")
     return texts
 
 
@@ -194,7 +191,7 @@ def _moment_column(values: tuple[Any, ...]) -> tuple[Any, ...] | list[datetime |
     if kinds == {datetime}:
         return values
     if not kinds <= {datetime, date, str} or any(v != "" for v in values if type(v) is str):
-        raise _NotFast("a last_updated column with other cells")
+        raise NotFast("a last_updated column with other cells")
     # calamine gives a date for a date-time at midnight.
     return [
         v if type(v) is datetime else None if type(v) is str else datetime(v.year, v.month, v.day)
@@ -213,23 +210,9 @@ async def attempt(
     """Import `source` the fast way, or None (with `source` where it was) to fall back."""
     if not enabled or not source.seekable():
         return None
-    start = source.tell()
-    try:
-        outcome = await _attempt(conn, source, max_bytes, dry_run, progress)
-    except _NotFast as reason:
-        log.info("import fast path not taken: %s", reason)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if conn.is_closed():
-            raise
-        log.info("import fast path not taken: %s: %s", type(exc).__name__, exc)
-    else:
-        stats["taken"] += 1
-        return outcome
-    stats["fallback"] += 1
-    source.seek(start)
-    return None
+    return await fast_paths.attempt(
+        lambda: _attempt(conn, source, max_bytes, dry_run, progress), conn, source, stats, log
+    )
 
 
 async def _attempt(
@@ -268,7 +251,7 @@ async def _attempt(
             clock = time.perf_counter()
         log.debug("import fast path: %.3f s waiting for pieces, %.3f s merging", waited, merging)
         if not sheet.header:
-            raise _NotFast("no header")
+            raise NotFast("no header")
         after: int = await conn.fetchval("SELECT count(*) FROM products")
     except BaseException:
         # A thread cannot be stopped: let it end its piece before the caller falls back and
@@ -278,7 +261,7 @@ async def _attempt(
             await transaction.rollback()
         raise
     stats["pieces"] += sheet.pieces
-    log.info("import fast path taken: %d rows in %d pieces", sheet.rows, sheet.pieces)
+    log.debug("import fast path: %d pieces", sheet.pieces)
     created = after - before
     outcome = FastOutcome(
         rows=sheet.rows,

@@ -24,7 +24,7 @@ import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 import msgspec
 
 from ekimo.container import Container
-from ekimo.products import fast_csv, fast_xlsx
+from ekimo.products import fast_csv, fast_paths, fast_xlsx
 from ekimo.products.history import RejectedRows
 from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.readers import CsvSource, FileProblem, Format, XlsxSource, file_format
@@ -387,7 +387,7 @@ class ImportService:
     async def _finish_fast(
         self,
         conn: Connection,
-        fast: fast_csv.FastOutcome,
+        fast: fast_paths.FastOutcome,
         filename: str,
         fmt: Format,
         options: ImportOptions,
