@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from ekimo import db
 from ekimo.console import console, fail, run_in_container, settings_or_exit
-from ekimo.container import Container
-from ekimo.logs import access_log_middleware, configure_logging
 from ekimo.products.commands import import_command
 from ekimo.sync.commands import sync_command
 from ekimo.users.commands import users_app
+
+# The web stack and the database layer are imported by the commands that use them:
+# together they take seconds, which `ekimo --help` or a usage error should not.
+if TYPE_CHECKING:
+    from ekimo.container import Container
 
 app = typer.Typer(
     name="ekimo",
@@ -37,7 +38,10 @@ def serve(
     ] = True,
 ) -> None:
     """Run the HTTP API (and, unless --no-worker, the background worker)."""
+    import uvicorn
+
     from ekimo.app import create_app
+    from ekimo.logs import access_log_middleware, configure_logging
 
     settings = settings_or_exit()
     configure_logging()
@@ -60,6 +64,7 @@ def run_worker(
     ] = True,
 ) -> None:
     """Run only the background worker (scheduled sync, asynchronous imports)."""
+    from ekimo.logs import configure_logging
     from ekimo.worker import create_worker
 
     configure_logging()
@@ -86,6 +91,8 @@ def _database_url() -> str:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
+    from ekimo import db
+
     db.upgrade(_database_url(), revision)
     console.print(f"database upgraded to {revision}")
 
@@ -93,6 +100,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
     """Revert migrations down to REVISION."""
+    from ekimo import db
+
     db.downgrade(_database_url(), revision)
     console.print(f"database downgraded to {revision}")
 
@@ -105,6 +114,8 @@ def db_revision(
     ] = True,
 ) -> None:
     """Create a new migration file in alembic/versions."""
+    from ekimo import db
+
     db.revision(_database_url(), message, autogenerate)
 
 

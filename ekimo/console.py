@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
 
-from ekimo.container import Container
 from ekimo.embedded import EmbeddedUnavailableError
 from ekimo.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported when a command starts one: the database layer takes seconds
+    from ekimo.container import Container
 
 console = Console()
 errors = Console(stderr=True)
@@ -35,6 +37,8 @@ def settings_or_exit() -> Settings:
 
 def run_in_container(work: Callable[[Container], Awaitable[T]]) -> T:
     """Start the container, run `work` with it, stop it; configuration errors exit 2."""
+    from ekimo.container import Container
+
     settings = settings_or_exit()
 
     async def main() -> T:

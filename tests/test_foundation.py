@@ -171,6 +171,20 @@ def test_python_dash_m_shows_help() -> None:
         assert command in result.stdout
 
 
+def test_the_cli_loads_the_database_and_web_layers_only_for_the_commands_using_them() -> None:
+    # They take seconds to import; `ekimo --help` and usage errors need neither.
+    probe = (
+        "import sys, ekimo.cli, ekimo.users.rules; "
+        "print(sorted(m for m in ('sqlalchemy', 'advanced_alchemy', 'litestar', 'uvicorn', "
+        "'asyncpg') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,17 +6,21 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ekimo.console import console, errors, fail, run_in_container
-from ekimo.container import Container
-from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport, ImportService
-from ekimo.products.jobs import ImportNotQueued, queue_import
 from ekimo.products.readers import FileProblem
+
+# The importer (and the database layer under it) is imported when a file is imported, not
+# for `--help` or a usage error: it takes seconds.
+if TYPE_CHECKING:
+    from ekimo.container import Container
+    from ekimo.products.importer import ImportFailed, ImportOptions, ImportReport
+    from ekimo.products.jobs import ImportNotQueued
 
 EXIT_REJECTED = 1
 EXIT_UNREADABLE = 2
@@ -51,6 +55,8 @@ def import_command(
     """
     if on_error not in ("reject", "skip"):
         raise fail(f"--on-error must be reject or skip, not {on_error!r}")
+    from ekimo.products.importer import ImportFailed, ImportOptions
+
     mode: Literal["reject", "skip"] = "skip" if on_error == "skip" else "reject"
     options = ImportOptions(dry_run=dry_run, on_error=mode)
     with ExitStack() as stack:
@@ -83,6 +89,8 @@ def import_command(
 
 
 def _queue(stream: IO[bytes], filename: str, options: ImportOptions, as_json: bool) -> None:
+    from ekimo.products.jobs import ImportNotQueued, queue_import
+
     async def work(container: Container) -> int | FileProblem | ImportNotQueued:
         try:
             return await queue_import(container, stream, filename, options)
@@ -108,6 +116,8 @@ def _queue(stream: IO[bytes], filename: str, options: ImportOptions, as_json: bo
 async def _run(
     container: Container, stream: IO[bytes], filename: str, options: ImportOptions, as_json: bool
 ) -> ImportReport | ImportFailed | FileProblem:
+    from ekimo.products.importer import ImportFailed, ImportService
+
     show_progress = console.is_terminal and not as_json
     bar = Progress(
         TextColumn("importing"),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ekimo.console import console, errors, run_in_container
-from ekimo.container import Container
-from ekimo.sync.service import RunSummary, SyncService
+
+if TYPE_CHECKING:  # imported when the command runs, not for --help
+    from ekimo.container import Container
+    from ekimo.sync.service import RunSummary
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -28,6 +30,7 @@ def sync_command(
     Exit 0 when the run succeeded, had nothing to send or was skipped (another run is going
     on); 1 when some products were not delivered or were rejected (partial, failed).
     """
+    from ekimo.sync.service import SyncService
 
     async def work(container: Container) -> RunSummary:
         service = SyncService(container)

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ekimo.console import console, fail, run_in_container
-from ekimo.container import Container
-from ekimo.users.models import User
-from ekimo.users.service import (
-    InvalidInputError,
-    UsernameTakenError,
-    UserService,
-    check_password,
-    check_username,
-)
+from ekimo.users.rules import InvalidInputError, UsernameTakenError, check_password, check_username
+
+if TYPE_CHECKING:  # imported when the command runs, not for --help
+    from ekimo.container import Container
+    from ekimo.users.models import User
 
 EXIT_EXISTS = 1
 
@@ -50,6 +46,8 @@ def create(
         check_password(password)
     except InvalidInputError as exc:
         raise fail(exc.message) from None
+
+    from ekimo.users.service import UserService
 
     async def work(container: Container) -> User:
         async with container.session() as session:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.users.auth import login_rate_limit, unauthorized
+from ekimo.users.rules import InvalidInputError, UsernameTakenError
 from ekimo.users.schemas import (
     PASSWORD_RULE,
     USERNAME_RULE,
@@ -35,7 +36,7 @@ from ekimo.users.schemas import (
     TokenResponse,
     UserOut,
 )
-from ekimo.users.service import InvalidInputError, UsernameTakenError, UserService
+from ekimo.users.service import UserService
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -12,38 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ekimo.settings import Settings
 from ekimo.users import security
 from ekimo.users.models import User
-from ekimo.users.schemas import PASSWORD_RULE, USERNAME_PATTERN, USERNAME_RULE
+from ekimo.users.rules import (
+    UsernameTakenError,
+    check_password,
+    check_username,
+    is_username,
+)
 
-_USERNAME = re.compile(USERNAME_PATTERN)
 _UNIQUE_USERNAME_INDEX = "uq_users_username_lower"
-
-
-class InvalidInputError(Exception):
-    """A field breaks its rule; `field` names it, the message says what to fix."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class UsernameTakenError(Exception):
-    def __init__(self, username: str) -> None:
-        super().__init__(
-            f"username {username!r} is already taken (names are compared ignoring case)"
-        )
-        self.username = username
-
-
-def check_username(username: str) -> None:
-    if not _USERNAME.fullmatch(username):
-        raise InvalidInputError("username", USERNAME_RULE)
-
-
-def check_password(password: str) -> None:
-    size = len(password.encode("utf-8"))
-    if not security.MIN_PASSWORD_BYTES <= size <= security.MAX_PASSWORD_BYTES:
-        raise InvalidInputError("password", f"{PASSWORD_RULE}; this one is {size} bytes")
 
 
 class UserService:
@@ -77,7 +52,7 @@ class UserService:
 
     async def authenticate(self, username: str, password: str) -> User | None:
         """The user when the password matches; None otherwise, in the same time either way."""
-        user = await self.find(username) if _USERNAME.fullmatch(username) else None
+        user = await self.find(username) if is_username(username) else None
         ok = await security.verify_password(password, user.password_hash if user else None)
         return user if ok else None
 
