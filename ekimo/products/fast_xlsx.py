@@ -24,7 +24,7 @@ import re
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import IO, Any
@@ -36,6 +36,7 @@ from ekimo.products.fast_paths import FastOutcome, NotFast
 from ekimo.products.models import PRODUCTS_WRITE_LOCK, merge_into_products
 from ekimo.products.readers import check_zip, sha256_of
 from ekimo.products.rows import INTEGER_DIGITS, MAX_NAME_LENGTH
+from ekimo.products.sheet_layout import Columns, RowLayout
 from ekimo.products.sheet_pieces import Cutter, Piece, first_sheet_part, parse_piece
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,15 @@ stats: Counter[str] = Counter()
 
 PIECE_DDL = """
 CREATE TEMP TABLE import_piece (
-    barcode text, name text, price text, quantity text, last_updated timestamp
+    barcode text, name text, price text, quantity text, last_updated timestamp, excel_ms bigint
 ) ON COMMIT DROP
 """
+# `sheet_layout.moment` in SQL, in integers: a float interval of milliseconds would lose some
+# beyond the year 2185.
+EXCEL_MOMENT = (
+    "timestamp '1899-12-30' + (excel_ms / 86400000) * interval '1 day'"
+    " + (excel_ms % 86400000) * interval '1 millisecond'"
+)
 # Row by row through the barcode index: a hash of the whole catalog per piece would cost more
 # than the piece, and after a TRUNCATE the planner may believe `products` is empty (a scan of
 # it per row). `jit`: the penalties above make every plan look costly enough to compile.
@@ -62,8 +69,9 @@ PLANNER = (
     " SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
 )
 _PIECE = (
-    "(SELECT barcode, name, price::numeric AS price, quantity::numeric AS quantity,"
-    " last_updated AT TIME ZONE 'UTC' AS last_updated FROM import_piece)"
+    "(SELECT barcode, name, price::numeric AS price, quantity::numeric AS quantity,"  # noqa: S608
+    f" coalesce(last_updated, {EXCEL_MOMENT}) AT TIME ZONE 'UTC' AS last_updated"
+    " FROM import_piece)"
 )
 MERGE = merge_into_products(_PIECE)
 # A piece of new products only (a first import, new rows appended): the MERGE's insert
@@ -73,7 +81,7 @@ INSERT INTO products (barcode, name, price, quantity, last_updated, version, syn
     created_at, updated_at)
 SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, 0, $1, $1 FROM {_PIECE} s
 """  # noqa: S608 (our own table)
-COLUMNS = ["barcode", "name", "price", "quantity", "last_updated"]
+COLUMNS = ["barcode", "name", "price", "quantity", "last_updated", "excel_ms"]
 
 _BARCODES = re.compile(r"[0-9]{1,14}(?:\n[0-9]{1,14})*")
 _FLOAT_15G = "{:.15g}".format  # the Python path's text of a float cell (rows.float_text)
@@ -83,7 +91,11 @@ _NUMBER_LIMIT = 10.0**INTEGER_DIGITS
 
 
 class _Sheet:
-    """The sheet's pieces as checked COPY records, read in a worker thread piece by piece."""
+    """The sheet's pieces as checked COPY records, read in a worker thread piece by piece.
+
+    The first piece is read by calamine; from it a `RowLayout` is learnt, which reads the
+    next pieces itself when they are all rows of that layout (else calamine reads them too).
+    """
 
     def __init__(self, stream: IO[bytes], max_bytes: int) -> None:
         check_zip(stream, max_bytes)
@@ -92,10 +104,11 @@ class _Sheet:
         part = first_sheet_part(archive)
         if part is None or part not in archive.namelist():
             raise NotFast("the workbook's first sheet was not found")
-        cutter = Cutter(archive, part)
-        if not cutter.can_cut():
+        self.cutter = Cutter(archive, part)
+        if not self.cutter.can_cut():
             raise NotFast("the sheet cannot be cut into pieces")
-        self.workbooks = cutter.pieces()
+        self.chunks = self.cutter.pieces()
+        self.layout: RowLayout | None = None
         self.header: list[str] = []
         self.positions: dict[str, int] = {}
         self.warnings: list[str] = []
@@ -106,21 +119,31 @@ class _Sheet:
 
     def next_records(self) -> list[tuple[Any, ...]] | None:
         """The next piece's rows as COPY records, None at the end; `NotFast` if not clean."""
-        workbook = next(self.workbooks, None)
-        if workbook is None:
+        chunk = next(self.chunks, None)
+        if chunk is None:
             return None
-        piece = parse_piece(workbook)
         self.pieces += 1
+        if self.layout is not None and (columns := self.layout.read(chunk)) is not None:
+            stats["layout pieces"] += 1
+            return self._records(columns)
+        piece = parse_piece(self.cutter.workbook(chunk))
         rows = piece.rows
         if not self.header:
             rows = self._read_header(piece)
+            if not self.cutter.dates_from_1904():
+                self.layout = RowLayout.learn(
+                    chunk,
+                    piece.first_row,
+                    piece.first_column,
+                    self.positions,
+                    rows,
+                    self.cutter.shared_strings,
+                )
         elif rows and piece.first_column != self.first_column:
             raise NotFast("a piece's cells start in another column")
         if not rows:
             return []
-        records = self._check(rows)
-        self.rows += len(rows)
-        return records
+        return self._records(self._columns(rows))
 
     def _read_header(self, piece: Piece) -> list[list[Any]]:
         from ekimo.products.importer import map_header  # the importer imports this module
@@ -132,18 +155,27 @@ class _Sheet:
         self.first_column = piece.first_column
         return piece.rows[1:]
 
-    def _check(self, rows: list[list[Any]]) -> list[tuple[Any, ...]]:
+    def _columns(self, rows: list[list[Any]]) -> Columns:
+        """Calamine's rows a column at a time, the text ones and the date-times checked."""
         at = self.positions
         if len(set(map(len, rows))) != 1 or len(rows[0]) <= max(at.values()):
             raise NotFast("rows of another width")
 
-        def column(name: str) -> tuple[Any, ...]:
+        def column(name: str) -> Any:
             return tuple(map(itemgetter(at[name]), rows))  # 3 times as fast as zip(*rows)
 
-        barcodes = _text_column(column("barcode"))
-        names = _text_column(column("name"))
-        prices = _number_column(column("price"), _PRICES)
-        quantities = _number_column(column("quantity"), _QUANTITIES)
+        return Columns(
+            barcode=_text_column(column("barcode")),
+            name=_text_column(column("name")),
+            price=column("price"),
+            quantity=column("quantity"),
+            last_updated=(_moment_column(column("last_updated")) if "last_updated" in at else None),
+        )
+
+    def _records(self, columns: Columns) -> list[tuple[Any, ...]]:
+        barcodes, names = columns.barcode, columns.name
+        prices = _number_column(columns.price, _PRICES)
+        quantities = _number_column(columns.quantity, _QUANTITIES)
         joined = "\n".join(barcodes)
         if _BARCODES.fullmatch(joined) is None or joined.count("\n") != len(barcodes) - 1:
             raise NotFast("a barcode that is not 1 to 14 digits")
@@ -151,45 +183,43 @@ class _Sheet:
             min(map(len, names)) < 1
             or max(map(len, names)) > MAX_NAME_LENGTH
             or "\n'" in "\n" + "\n".join(names)  # a name starting with ' may be escaped
-            or tuple(map(str.strip, names)) != names
+            or list(map(str.strip, names)) != list(names)
         ):
             raise NotFast("a name to trim, unescape or refuse")
-        if "last_updated" in at:
-            updated = _moment_column(column("last_updated"))
-        else:
-            updated = (None,) * len(rows)
+        updated = columns.last_updated or (None,) * len(barcodes)
+        excel_ms = columns.excel_ms or (None,) * len(barcodes)
         before = len(self.barcodes)
         self.barcodes.update(barcodes)
         if len(self.barcodes) != before + len(barcodes):
             raise NotFast("a barcode twice")
-        return list(zip(barcodes, names, prices, quantities, updated, strict=True))
+        self.rows += len(barcodes)
+        return list(zip(barcodes, names, prices, quantities, updated, excel_ms, strict=True))
 
 
-def _text_column(values: tuple[Any, ...]) -> tuple[str, ...]:
+def _text_column(values: tuple[Any, ...]) -> list[str]:
     if set(map(type, values)) != {str}:
         raise NotFast("a text column with other cells")
-    return values
+    return list(values)
 
 
-def _number_column(values: tuple[Any, ...], pattern: re.Pattern[str]) -> list[str]:
+def _number_column(values: Sequence[float], pattern: re.Pattern[str]) -> list[str]:
     """Numbers >= 0 and < 10^12 whose text (15 significant digits) has few enough decimals,
     as that text (PostgreSQL reads a numeric from text faster than from a float8)."""
     if not set(map(type, values)) <= {float, int}:
         raise NotFast("a number column with other cells")
-    numbers: tuple[float, ...] = values
-    if not all(map(math.isfinite, numbers)) or max(numbers) >= _NUMBER_LIMIT:
+    if not all(map(math.isfinite, values)) or max(values) >= _NUMBER_LIMIT:
         raise NotFast("a number out of range")
-    texts = list(map(_FLOAT_15G, numbers))
+    texts = list(map(_FLOAT_15G, values))
     if pattern.fullmatch("\n".join(texts)) is None:  # also refuses < 0
         raise NotFast("a number with too many decimals")
     return texts
 
 
-def _moment_column(values: tuple[Any, ...]) -> tuple[Any, ...] | list[datetime | None]:
+def _moment_column(values: tuple[Any, ...]) -> list[datetime | None]:
     """Date-times (naive: UTC), or None for an empty cell (the time of the import)."""
     kinds = set(map(type, values))
     if kinds == {datetime}:
-        return values
+        return list(values)
     if not kinds <= {datetime, date, str} or any(v != "" for v in values if type(v) is str):
         raise NotFast("a last_updated column with other cells")
     # calamine gives a date for a date-time at midnight.

@@ -36,6 +36,7 @@ _SHEET_TAG = re.compile(rb"<sheet\s[^>]*>")
 _RELATION_ID = re.compile(rb'\s\w+:id="([^"]*)"')
 _RELATION_TAG = re.compile(rb"<Relationship\s[^>]*>")
 _ATTRIBUTE = re.compile(rb'(\w+)="([^"]*)"')
+_DATE_1904 = re.compile(rb'\sdate1904="(?:1|true)"')
 _DIMENSION = re.compile(rb"<dimension\b[^>]*>")
 _ROW_TAG = re.compile(rb"<row\b[^>]*>")
 _NUMBERED = re.compile(rb'\sr="\d+"')
@@ -70,9 +71,14 @@ def first_sheet_part(archive: zipfile.ZipFile) -> str | None:
     for tag in _RELATION_TAG.findall(relations):
         found = dict(_ATTRIBUTE.findall(tag))
         if found.get(b"Id") == relation_id.group(1):
-            target = found.get(b"Target", b"").decode()
-            return normpath(target[1:] if target.startswith("/") else join("xl", target))
+            return _part_path(found.get(b"Target", b""))
     return None
+
+
+def _part_path(target: bytes) -> str:
+    """A relationship's target as a path in the archive (relative to xl/, or absolute)."""
+    text = target.decode()
+    return normpath(text[1:] if text.startswith("/") else join("xl", text))
 
 
 def _small_part(archive: zipfile.ZipFile, part: str) -> bytes:
@@ -86,7 +92,7 @@ class Cutter:
 
     cutter = Cutter(archive, first_sheet_part(archive))
     if cutter.can_cut():
-        for workbook in cutter.pieces(): piece = parse_piece(workbook)
+        for rows in cutter.pieces(): piece = parse_piece(cutter.workbook(rows))
     """
 
     def __init__(self, archive: zipfile.ZipFile, sheet: str) -> None:
@@ -127,11 +133,26 @@ class Cutter:
                 self.parts[name] = _EMPTY_WORKSHEET  # other sheets: never read here
             else:
                 self.parts[name] = self.archive.read(name)
+        self.shared_strings = self._shared_strings()
         copied = sum(len(data) for data in self.parts.values())
         self.piece_bytes = max(PIECE_BYTES, PIECE_TO_PARTS * copied)
 
-    def pieces(self) -> Iterator[io.BytesIO]:
-        """Workbooks of consecutive rows, in order; call after `can_cut`."""
+    def _shared_strings(self) -> bytes | None:
+        """The shared strings part, if the workbook has one where Excel puts it."""
+        relations = self.parts.get("xl/_rels/workbook.xml.rels", b"")
+        for tag in _RELATION_TAG.findall(relations):
+            found = dict(_ATTRIBUTE.findall(tag))
+            if found.get(b"Type", b"").endswith(b"/sharedStrings"):
+                return self.parts.get(_part_path(found.get(b"Target", b"")))
+        return None
+
+    def dates_from_1904(self) -> bool:
+        """Whether the workbook counts days from 1904 (old Mac Excel), not from 1900."""
+        return _DATE_1904.search(self.parts.get("xl/workbook.xml", b"")) is not None
+
+    def pieces(self) -> Iterator[bytes]:
+        """The sheet's XML cut between rows (whole `<row>` elements), in order; call after
+        `can_cut`."""
         buffer, target = self.buffer, FIRST_PIECE_BYTES
         ended, cutting = False, True
         with self.xml:
@@ -147,17 +168,18 @@ class Cutter:
                     if end < 0:
                         raise ValueError("the sheet's XML ends before </sheetData>")
                     if _ROW_TAG.search(buffer, 0, end):
-                        yield self._workbook(buffer[:end])
+                        yield buffer[:end]
                     return
                 cut = _cut(buffer, target if end < 0 else min(target, end)) if cutting else -1
                 if cut < 0:
                     target += self.piece_bytes  # no place to cut yet: take more
                     continue
-                yield self._workbook(buffer[:cut])
+                yield buffer[:cut]
                 buffer = buffer[cut:]
                 target = self.piece_bytes
 
-    def _workbook(self, rows: bytes) -> io.BytesIO:
+    def workbook(self, rows: bytes) -> io.BytesIO:
+        """A workbook of the original's parts whose first sheet is `rows` (from `pieces`)."""
         stored = io.BytesIO()
         with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as piece:
             for name, data in self.parts.items():

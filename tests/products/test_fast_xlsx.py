@@ -9,6 +9,7 @@ workbook of a few hundred rows go through many pieces.
 from __future__ import annotations
 
 import io
+import random
 import re
 import zipfile
 from datetime import UTC, datetime
@@ -275,3 +276,75 @@ def _rewrite_sheet(content: bytes, change: Any) -> bytes:
                 data = change(data)
             target.writestr(item, data)
     return out.getvalue()
+
+
+async def test_pieces_of_one_row_layout_are_read_without_calamine(
+    container: Container, small_pieces: None
+) -> None:
+    workbooks = {
+        "openpyxl": xlsx_bytes(_many(300)),
+        "shared strings": _shared_strings_workbook(HEADER, _many(300)),
+        "an unknown column, no last_updated": _at(
+            ["barcode", "name", "price", "quantity", "colour"],
+            [[*r[:4], "red"] for r in _many(300)],
+            1,
+            1,
+        ),
+    }
+    for label, content in workbooks.items():
+        read = fast_xlsx.stats["layout pieces"]
+        path, report, _ = await _both(container, content)
+        assert (path, report["created"]) == ("fast", 300), label
+        assert fast_xlsx.stats["layout pieces"] - read > 10, label
+
+
+def _restyle_rows(content: bytes, rows: range) -> bytes:
+    """The same workbook with the price cells of `rows` in another style (as Excel does for
+    a currency format on some cells): a layout the first row did not show."""
+
+    def change(xml: bytes) -> bytes:
+        for row in rows:
+            xml = xml.replace(b'<c r="C%d" t="n">' % row, b'<c r="C%d" s="0" t="n">' % row)
+        return xml
+
+    return _rewrite_sheet(content, change)
+
+
+async def test_pieces_unlike_the_first_row_are_read_by_calamine_with_the_same_result(
+    container: Container, small_pieces: None
+) -> None:
+    rows = _many(300)
+    rows[120][1] = "Salt & pepper <large>"  # entities in the XML
+    rows[160][1] = "Tab\there"
+    rows[200][1] = "Escaped _x0041_ text"  # Excel's own escape: calamine's to read
+    content = _restyle_rows(xlsx_bytes(rows), range(230, 240))
+    read, pieces = fast_xlsx.stats["layout pieces"], fast_xlsx.stats["pieces"]
+    path, report, stored = await _both(container, content)
+    assert (path, report["created"]) == ("fast", 300)
+    by_layout = fast_xlsx.stats["layout pieces"] - read
+    assert 0 < by_layout < fast_xlsx.stats["pieces"] - pieces - 1
+    assert stored["1120"][0] == "Salt & pepper <large>"
+
+
+async def test_excel_dates_are_the_same_date_times_as_calamine_gives(
+    container: Container, small_pieces: None
+) -> None:
+    """Serial numbers (fractions of a day) become date-times rounded to the millisecond, half
+    away from zero, also past 2185 (where a float interval of milliseconds would drift) and
+    before 1900-03-01 (Excel's leap-year quirk, left to calamine)."""
+    rng = random.Random(7)
+    moments = [
+        datetime(2025, 1, 1) + rng.random() * (datetime(2030, 1, 1) - datetime(2025, 1, 1))
+        for _ in range(200)
+    ]
+    moments += [datetime(9000, 12, 31, 23, 59, 59, 999000), datetime(2500, 6, 1, 0, 0, 0, 500)]
+    moments += [datetime(2025, 3, 1, 12, 0, 0, 499), datetime(2025, 3, 1, 12, 0, 0, 500)]
+    rows = [[str(2000 + i), f"P{i}", 1, 1, m] for i, m in enumerate(moments)]
+    for content in (_shared_strings_workbook(HEADER, rows), xlsx_bytes(rows)):
+        read = fast_xlsx.stats["layout pieces"]
+        path, report, _ = await _both(container, content)
+        assert (path, report["created"]) == ("fast", len(rows))
+        assert fast_xlsx.stats["layout pieces"] > read
+    early = [*rows, ["1", "Early", 1, 1, datetime(1900, 2, 28, 6)]]
+    path, report, _ = await _both(container, _shared_strings_workbook(HEADER, early))
+    assert (path, report["created"]) == ("fast", len(early))
