@@ -270,3 +270,7 @@ async def test_a_fallback_mid_file_reads_the_file_again_from_its_start(
         path, report, _ = await _both(container, content, ImportOptions(on_error="skip"))
         assert path == "python"
         assert (report["rows"], report["created"], report["rejected"]) == (3000, 2999, 1)
+
+
+def test_the_written_out_spaces_are_what_str_strip_removes() -> None:
+    assert tuple(c for c in range(0x110000) if chr(c).isspace()) == fast_csv.SPACES
