@@ -1,8 +1,9 @@
 """The optimistic path for clean .xlsx files: typed cells, checked a column at a time.
 
 A workbook whose first sheet can be cut into pieces (`sheet_pieces`) is imported piece by piece,
-in the import's one transaction: a worker thread parses the next piece (calamine does not hold
-the GIL) and checks it while PostgreSQL applies the previous one, so the two cores work at once.
+in the import's one transaction: a worker thread reads the next piece (by its row layout,
+`sheet_layout`, else with calamine) and checks it while PostgreSQL applies the previous one, so
+the two cores work at once.
 A clean sheet's cells are already typed (numbers are floats, date-times are datetimes): a piece
 goes by binary COPY into a small temporary table, then one INSERT (while every barcode is new)
 or one MERGE applies it. Numbers go as the text the Python path gives them (15 significant
