@@ -4,10 +4,10 @@ A workbook whose first sheet can be cut into pieces (`sheet_pieces`) is imported
 in the import's one transaction: a worker thread reads the next piece (by its row layout,
 `sheet_layout`, else with calamine) and checks it while PostgreSQL applies the previous one, so
 the two cores work at once.
-A clean sheet's cells are already typed (numbers are floats, date-times are datetimes): a piece
-goes by binary COPY into a small temporary table, then one INSERT (while every barcode is new)
-or one MERGE applies it. Numbers go as the text the Python path gives them (15 significant
-digits: 19.989999999999998 → 19.99).
+A clean sheet's cells are already typed (numbers, date-times): a piece goes as COPY text (built
+in the worker thread, not record by record on the event loop) into a small temporary table,
+then one INSERT (while every barcode is new) or one MERGE applies it. Numbers go as the text the
+Python path gives them (15 significant digits: 19.989999999999998 → 19.99).
 
 The checks run without Python code per row and accept a subset of what the Python path accepts
 (the common, canonical cells), with the same values for it. Anything else — a number stored as
@@ -25,7 +25,7 @@ import re
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import IO, Any
@@ -86,13 +86,13 @@ COLUMNS = ["barcode", "name", "price", "quantity", "last_updated", "excel_ms"]
 
 _BARCODES = re.compile(r"[0-9]{1,14}(?:\n[0-9]{1,14})*")
 _FLOAT_15G = "{:.15g}".format  # the Python path's text of a float cell (rows.float_text)
-_PRICES = re.compile(r"\d+(?:\.\d{1,2})?(?:\n\d+(?:\.\d{1,2})?)*")
-_QUANTITIES = re.compile(r"\d+(?:\.\d{1,3})?(?:\n\d+(?:\.\d{1,3})?)*")
+_PRICES = re.compile(r"\d{1,12}(?:\.\d{1,2})?(?:\n\d{1,12}(?:\.\d{1,2})?)*")
+_QUANTITIES = re.compile(r"\d{1,12}(?:\.\d{1,3})?(?:\n\d{1,12}(?:\.\d{1,3})?)*")
 _NUMBER_LIMIT = 10.0**INTEGER_DIGITS
 
 
 class _Sheet:
-    """The sheet's pieces as checked COPY records, read in a worker thread piece by piece.
+    """The sheet's pieces as checked COPY data, read in a worker thread piece by piece.
 
     The first piece is read by calamine; from it a `RowLayout` is learnt, which reads the
     next pieces itself when they are all rows of that layout (else calamine reads them too).
@@ -118,8 +118,8 @@ class _Sheet:
         self.first_column = 0
         self.barcodes: set[str] = set()
 
-    def next_records(self) -> list[tuple[Any, ...]] | None:
-        """The next piece's rows as COPY records, None at the end; `NotFast` if not clean."""
+    def next_records(self) -> bytes | None:
+        """The next piece's rows as COPY text, None at the end; `NotFast` if not clean."""
         chunk = next(self.chunks, None)
         if chunk is None:
             return None
@@ -143,7 +143,7 @@ class _Sheet:
         elif rows and piece.first_column != self.first_column:
             raise NotFast("a piece's cells start in another column")
         if not rows:
-            return []
+            return b""
         return self._records(self._columns(rows))
 
     def _read_header(self, piece: Piece) -> list[list[Any]]:
@@ -168,12 +168,12 @@ class _Sheet:
         return Columns(
             barcode=_text_column(column("barcode")),
             name=_text_column(column("name")),
-            price=column("price"),
-            quantity=column("quantity"),
+            price=_number_cells(column("price")),
+            quantity=_number_cells(column("quantity")),
             last_updated=(_moment_column(column("last_updated")) if "last_updated" in at else None),
         )
 
-    def _records(self, columns: Columns) -> list[tuple[Any, ...]]:
+    def _records(self, columns: Columns) -> bytes:
         barcodes, names = columns.barcode, columns.name
         prices = _number_column(columns.price, _PRICES)
         quantities = _number_column(columns.quantity, _QUANTITIES)
@@ -187,14 +187,39 @@ class _Sheet:
             or list(map(str.strip, names)) != list(names)
         ):
             raise NotFast("a name to trim, unescape or refuse")
-        updated = columns.last_updated or (None,) * len(barcodes)
-        excel_ms = columns.excel_ms or (None,) * len(barcodes)
         before = len(self.barcodes)
         self.barcodes.update(barcodes)
         if len(self.barcodes) != before + len(barcodes):
             raise NotFast("a barcode twice")
         self.rows += len(barcodes)
-        return list(zip(barcodes, names, prices, quantities, updated, excel_ms, strict=True))
+        # COPY's text format, built here rather than encoded record by record on the event loop.
+        nulls = (_NULL,) * len(barcodes)
+        updated = _moment_texts(columns.last_updated) if columns.last_updated else nulls
+        excel_ms = list(map(str, columns.excel_ms)) if columns.excel_ms else nulls
+        rows = zip(
+            barcodes, _copy_escaped(names), prices, quantities, updated, excel_ms, strict=True
+        )
+        return ("\n".join(map("\t".join, rows)) + "\n").encode()
+
+
+_NULL = "\\N"
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escaped(texts: list[str]) -> list[str]:
+    """Texts as COPY's text format wants them (backslash, tab and line breaks escaped)."""
+    joined = "".join(texts)
+    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+        return [text.translate(_COPY_SPECIAL) for text in texts]
+    return texts
+
+
+def _moment_texts(values: Sequence[datetime | None]) -> list[str]:
+    return [_NULL if value is None else str(value) for value in values]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _text_column(values: tuple[Any, ...]) -> list[str]:
@@ -203,15 +228,24 @@ def _text_column(values: tuple[Any, ...]) -> list[str]:
     return list(values)
 
 
-def _number_column(values: Sequence[float], pattern: re.Pattern[str]) -> list[str]:
-    """Numbers >= 0 and < 10^12 whose text (15 significant digits) has few enough decimals,
-    as that text (PostgreSQL reads a numeric from text faster than from a float8)."""
+def _number_cells(values: tuple[Any, ...]) -> tuple[float, ...]:
     if not set(map(type, values)) <= {float, int}:
         raise NotFast("a number column with other cells")
-    if not all(map(math.isfinite, values)) or max(values) >= _NUMBER_LIMIT:
-        raise NotFast("a number out of range")
-    texts = list(map(_FLOAT_15G, values))
-    if pattern.fullmatch("\n".join(texts)) is None:  # also refuses < 0
+    return values
+
+
+def _number_column(values: Sequence[float] | list[str], pattern: re.Pattern[str]) -> list[str]:
+    """Numbers >= 0 and < 10^12 with few enough decimals, as their text of 15 significant
+    digits (PostgreSQL reads a numeric from text faster than from a float8). A row layout
+    gives that text already (`sheet_layout`), calamine gives floats."""
+    if values and type(values[0]) is str:  # a layout's texts (calamine's: `_number_cells`)
+        texts: list[str] = values  # type: ignore[assignment]
+    else:
+        numbers: Sequence[float] = values  # type: ignore[assignment]
+        if not all(map(math.isfinite, numbers)) or max(numbers) >= _NUMBER_LIMIT:
+            raise NotFast("a number out of range")
+        texts = list(map(_FLOAT_15G, numbers))
+    if pattern.fullmatch("\n".join(texts)) is None:  # also refuses < 0 and >= 10^12
         raise NotFast("a number with too many decimals")
     return texts
 
@@ -270,7 +304,7 @@ async def _attempt(
             clock = time.perf_counter()
             if records:
                 await conn.execute("TRUNCATE import_piece")
-                await conn.copy_records_to_table("import_piece", records=records, columns=COLUMNS)
+                await conn.copy_to_table("import_piece", source=_once(records), columns=COLUMNS)
                 inserted = await _insert(conn, now) if inserting else None
                 inserting = inserted is not None  # once a piece has known barcodes: MERGE
                 touched += (

@@ -20,6 +20,8 @@ from datetime import date, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
+from ekimo.products.rows import float_text
+
 # A cell of the first data row: column letters, row number, attributes, then its content.
 _CELL = re.compile(
     rb'<c r="([A-Z]{1,3})([0-9]+)"((?: [a-z]+="[^"<>]*")*)(/>|>((?:[^<]|<(?!/c>))*+)</c>)'
@@ -33,6 +35,10 @@ _SHARED_ENTRY = re.compile(rb'<si><t(?: xml:space="preserve")?>([^<]*)</t></si>|
 _SST_START = re.compile(rb"<sst\b[^>]*>")
 # Non-negative decimals without exponent, one per line (bytes joined by \n).
 _DECIMALS = re.compile(rb"[0-9]+(?:\.[0-9]+)?(?:\n[0-9]+(?:\.[0-9]+)?)*")
+# A number that is its own text of 15 significant digits (`rows.float_text`): at most 12
+# digits before the point and 3 after, no leading or trailing zero.
+_OWN_TEXT = re.compile(rb"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{0,2}[1-9])?")
+_OWN_TEXTS = re.compile(_OWN_TEXT.pattern + rb"(?:\n" + _OWN_TEXT.pattern + rb")*")
 _OTHER_ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)")
 # A text with ASCII whitespace at either end (calamine trims it), in texts joined by "<".
 _SURROUNDING_SPACE = re.compile(r"(?:^|<)[ \t\r\n]|[ \t\r\n](?:<|$)")
@@ -52,8 +58,8 @@ class Columns:
 
     barcode: list[str]
     name: list[str]
-    price: Sequence[float]
-    quantity: Sequence[float]
+    price: Sequence[float] | list[str]  # floats from calamine, texts from a layout
+    quantity: Sequence[float] | list[str]
     last_updated: Sequence[datetime | None] | None  # None: no such column, or excel_ms
     excel_ms: Sequence[int] | None = None  # last_updated as `_moments` gives it
 
@@ -151,12 +157,12 @@ class RowLayout:
             except IndexError:
                 return None
             return None if None in texts else texts  # type: ignore[return-value]
-        if _DECIMALS.fullmatch(b"\n".join(column)) is None:
+        joined = b"\n".join(column)
+        if _DECIMALS.fullmatch(joined) is None:
             return None
-        numbers = list(map(float, column))
         if kind == "number":
-            return numbers
-        return _moments(numbers)
+            return _number_texts(joined, column)
+        return _moments(list(map(float, column)))
 
 
 def _kind(
@@ -207,6 +213,15 @@ def _unescape(text: str) -> str:
     return text.replace("&amp;", "&")
 
 
+def _number_texts(joined: bytes, column: tuple[bytes, ...]) -> list[str]:
+    """Numbers as the Python path's text of them (`rows.float_text` of the float), without the
+    float when the XML already holds that text (most do: 19.99, 516)."""
+    if _OWN_TEXTS.fullmatch(joined):
+        return joined.decode().split("\n")
+    own = _OWN_TEXT.fullmatch
+    return [raw.decode() if own(raw) else float_text(float(raw)) for raw in column]
+
+
 def _moments(serials: list[float]) -> list[int] | None:
     """Excel date-times as calamine computes them, in milliseconds since `EXCEL_EPOCH`: the
     serial times a day's milliseconds, rounded half away from zero (adding 0.5 is exact here:
@@ -250,18 +265,20 @@ def _letters(column: int) -> str:
 
 
 def _same(columns: Columns, rows: list[list[Any]], positions: dict[str, int]) -> bool:
-    """Whether `columns` holds exactly calamine's `rows` (dates at midnight as date-times)."""
+    """Whether `columns` holds exactly calamine's `rows`: the same texts, the same numbers (as
+    their text), the same date-times (a date at midnight as a date-time)."""
     for name in positions:
         theirs = [row[positions[name]] for row in rows]
+        ours: list[Any] = list(getattr(columns, name) or ())
         if name == "last_updated":
             ours = list(map(moment, columns.excel_ms or ()))
-            theirs = [
-                v if type(v) is not date else datetime(v.year, v.month, v.day) for v in theirs
-            ]
-        else:
-            ours = getattr(columns, name)
+            if not all(type(v) in (datetime, date) for v in theirs):
+                return False
+            theirs = [datetime(v.year, v.month, v.day) if type(v) is date else v for v in theirs]
+        elif name in ("price", "quantity"):
+            if not all(type(v) in (float, int) for v in theirs):
+                return False
+            theirs = [float_text(float(v)) for v in theirs]
         if ours != theirs or list(map(type, ours)) != list(map(type, theirs)):
-            if name in ("price", "quantity") and ours == theirs:
-                continue  # calamine may give an int for a whole number: the same text
             return False
     return True

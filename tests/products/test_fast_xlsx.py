@@ -284,6 +284,8 @@ async def test_pieces_of_one_row_layout_are_read_without_calamine(
     varied = _many(300)
     for at, row in zip((60, 120, 180, 240), (r for r in CLEAN if r[4] is not None), strict=True):
         varied[at] = row  # quotes, unicode, 255 characters, 15 significant digits
+    for at, (price, quantity) in enumerate([(100.0, 0.001), (0.1 + 0.2, 0), (0.5, 1e3)], 30):
+        varied[at][2:4] = [price, quantity]  # "100.0", "0.30000000000000004": texts to redo
     workbooks = {
         "openpyxl": xlsx_bytes(varied),
         "shared strings": _shared_strings_workbook(HEADER, _many(300)),
@@ -319,6 +321,7 @@ async def test_pieces_unlike_the_first_row_are_read_by_calamine_with_the_same_re
     rows = _many(300)
     rows[120][1] = "Salt & pepper <large>"  # entities in the XML
     rows[160][1] = "Tab\there"
+    rows[170][1] = "Back\\slash \\N"  # COPY's escape and its NULL, as plain text
     rows[200][1] = "Escaped _x0041_ text"  # Excel's own escape: calamine's to read
     content = _restyle_rows(xlsx_bytes(rows), range(230, 240))
     read, pieces = fast_xlsx.stats["layout pieces"], fast_xlsx.stats["pieces"]
