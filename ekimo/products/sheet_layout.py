@@ -120,7 +120,8 @@ class RowLayout:
                 "shared": rb"><v>([0-9]+)</v></c>\s*",
             }.get(kind, rb"><v>([^<]*)</v></c>\s*")
             fields.append((name, kind))
-        if body[at:].strip() or {name for name, _ in fields} != set(positions):
+        names = [name for name, _ in fields]
+        if body[at:].strip() or sorted(names) != sorted(positions):  # each once
             return None
         layout = cls(pattern + rb"</row>", fields, shared or [])
         proof = layout.read(chunk[start:])
