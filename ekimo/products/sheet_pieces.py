@@ -23,8 +23,9 @@ from posixpath import dirname, join, normpath
 from typing import IO, Any
 
 PIECE_BYTES = 2 * 1024 * 1024
-# The first piece is smaller, so that the rest of the import starts early.
-FIRST_PIECE_BYTES = 512 * 1024
+# The first piece is small: calamine reads it (and a row layout is learnt from it, see
+# `sheet_layout`), and PostgreSQL starts on it early.
+FIRST_PIECE_BYTES = 128 * 1024
 READ_BYTES = 1024 * 1024
 # A piece is at least this many times the parts copied into every piece (shared strings...).
 PIECE_TO_PARTS = 4
