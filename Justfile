@@ -30,11 +30,12 @@ worker *args:
 test *args:
     uv run pytest {{args}}
 
-# Check formatting, lint, types, compose file, workflows and Containerfile
+# Check formatting, lint, types, the architecture's import rules, compose file, workflows and Containerfile
 lint:
     uv run ruff format --check
     uv run ruff check
     uv run pyright
+    uv run lint-imports
     uv run check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
     uv run check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
     uv run hadolint Containerfile

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _CODE = (
     "import resource, sys\n"
-    "from ekimo.cli import main\n"
+    "from ekimo.entry.cli import main\n"
     "sys.argv = ['ekimo', *sys.argv[1:]]\n"
     "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\nelse:\n    code = 0\n"
     "usage = resource.getrusage(resource.RUSAGE_SELF)\n"

@@ -1,3 +1,5 @@
-from ekimo.cli import main
+"""`python -m ekimo`: the same command line as `ekimo`."""
+
+from ekimo.entry.cli import main
 
 main()

@@ -10,10 +10,12 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
-from saq import Queue
+from redis.asyncio import Redis
+from saq import Queue, Worker
+from saq.types import Context
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ekimo import db, embedded
@@ -32,6 +34,7 @@ class Container:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._queue: Queue | None = None
         self._http: httpx.AsyncClient | None = None
+        self._redis: Redis | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -51,13 +54,15 @@ class Container:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
     async def stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._http is not None:
             await self._http.aclose()
         if self._queue is not None:
             await self._queue.disconnect()
         if self._engine is not None:
             await self._engine.dispose()
-        self._http = self._queue = self._engine = self._sessions = None
+        self._http = self._queue = self._engine = self._sessions = self._redis = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -86,6 +91,24 @@ class Container:
         )
 
     # -- resources -------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._settings is not None and self._engine is not None
+
+    @property
+    def configured(self) -> Settings:
+        """The settings as given, usable before `start` (the app is assembled before it runs)."""
+        return self._configured
+
+    @property
+    def redis(self) -> Redis | None:
+        """The Redis client of the stores (the login rate limit), when REDIS_URL is set. Made on
+        first use, before `start` if need be: it connects lazily; `stop` closes it."""
+        if self._redis is None and self._configured.redis_url is not None:
+            # redis-py leaves the keyword options of from_url untyped.
+            self._redis = Redis.from_url(self._configured.redis_url)  # pyright: ignore[reportUnknownMemberType]
+        return self._redis
+
     @property
     def settings(self) -> Settings:
         """The effective settings: in embedded mode, with the server's URL and the key."""
@@ -118,3 +141,19 @@ class Container:
             raise RuntimeError("container not started")
         async with self._sessions() as session:
             yield session
+
+
+class ContainerWorker(Worker[Any]):
+    """A SAQ worker that carries the container its jobs use (see `container_of`)."""
+
+    def __init__(self, container: Container, **options: Any) -> None:
+        super().__init__(container.queue, **options)
+        self.container = container
+
+
+def container_of(ctx: Context) -> Container:
+    """The container of the worker running a job: SAQ hands a job only its context."""
+    worker = ctx["worker"]
+    if not isinstance(worker, ContainerWorker):
+        raise TypeError("an ekimo job runs on a ContainerWorker")
+    return worker.container

@@ -14,15 +14,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 
 from ekimo import db, embedded
-from ekimo.app import create_app
 from ekimo.container import Container
+from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from ekimo.users.auth import reset_rate_limits
 
@@ -107,20 +107,40 @@ async def clean_database(container: Container) -> None:
 
 
 @pytest.fixture(autouse=True)
-async def reset_login_rate_limit(settings: Settings) -> None:
+async def reset_login_rate_limit(container: Container) -> None:
     """Login attempts counted in Redis by an earlier test don't count against this one."""
-    await reset_rate_limits(settings)
+    await reset_rate_limits(container)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` started (its lifespan) and an HTTP client that calls it in-process, on the test's
+    own event loop: the app and the test can share one container and its connections."""
+    transport = httpx.ASGITransport(app=app)  # pyright: ignore[reportArgumentType] (ASGI typings differ)
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(
+            transport=transport, base_url="http://testserver.local", follow_redirects=True
+        ) as test_client,
+    ):
+        yield test_client
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    """The real app (container, routes, plugins) over ASGI, started and stopped per test."""
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
+def app(container: Container) -> Litestar:
+    """The real app (routes, plugins) on the run's one container."""
+    return create_app(container)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over ASGI, started and stopped per test."""
+    async with serve(app) as test_client:
         yield test_client
 
 
 async def register_and_login(
-    client: AsyncTestClient[Any], username: str = "alice", password: str = PASSWORD
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD
 ) -> dict[str, str]:
     created = await client.post("/users", json={"username": username, "password": password})
     assert created.status_code == 201, created.text
@@ -130,7 +150,7 @@ async def register_and_login(
 
 
 @pytest.fixture
-async def auth_headers(client: AsyncTestClient[Any]) -> dict[str, str]:
+async def auth_headers(client: httpx.AsyncClient) -> dict[str, str]:
     return await register_and_login(client)
 
 

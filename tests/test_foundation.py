@@ -9,14 +9,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
+from ekimo.container import Container
 from ekimo.settings import Settings, SettingsError, load_settings
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, serve
 
 
 def test_settings_defaults_without_environment(tmp_path: Path) -> None:
@@ -62,14 +61,14 @@ def test_serve_refuses_to_start_without_secret_key(cli_env: dict[str, str], tmp_
     assert "SECRET_KEY" in result.stderr
 
 
-async def test_health_reports_database_and_queue(client: AsyncTestClient[Any]) -> None:
+async def test_health_reports_database_and_queue(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "queue": "ok"}
 
 
 async def test_health_is_503_naming_the_database_when_it_is_down(settings: Settings) -> None:
-    from ekimo.app import create_app
+    from ekimo.entry.app import create_app
     from tests.conftest import admin_execute, with_database
 
     assert settings.database_url is not None
@@ -77,7 +76,7 @@ async def test_health_is_503_naming_the_database_when_it_is_down(settings: Setti
     await admin_execute(settings.database_url, f'CREATE DATABASE "{name}"')
     try:
         outage = settings.with_values(database_url=with_database(settings.database_url, name))
-        async with AsyncTestClient(app=create_app(outage)) as client:
+        async with serve(create_app(Container(outage))) as client:
             assert (await client.get("/health")).status_code == 200
             # A real outage: the database refuses new connections and drops the open ones.
             await admin_execute(
@@ -93,7 +92,7 @@ async def test_health_is_503_naming_the_database_when_it_is_down(settings: Setti
         await admin_execute(settings.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def test_docs_are_served_with_local_assets(client: AsyncTestClient[Any]) -> None:
+async def test_docs_are_served_with_local_assets(client: httpx.AsyncClient) -> None:
     page = await client.get("/docs")
     assert page.status_code == 200
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
@@ -109,7 +108,7 @@ async def test_docs_are_served_with_local_assets(client: AsyncTestClient[Any]) -
 
 
 async def test_openapi_documents_every_error_as_a_problem_document(
-    client: AsyncTestClient[Any],
+    client: httpx.AsyncClient,
 ) -> None:
     schema = (await client.get("/docs/openapi.json")).json()
     errors = {
@@ -127,7 +126,7 @@ async def test_openapi_documents_every_error_as_a_problem_document(
 
 
 async def test_every_problem_document_has_a_title(
-    client: AsyncTestClient[Any], auth_headers: dict[str, str]
+    client: httpx.AsyncClient, auth_headers: dict[str, str]
 ) -> None:
     response = await client.get("/sync/runs/999", headers=auth_headers)
     assert response.status_code == 404
@@ -135,7 +134,7 @@ async def test_every_problem_document_has_a_title(
     assert "999" in response.json()["detail"]
 
 
-async def test_a_bad_parameter_says_what_to_fix_in_detail(client: AsyncTestClient[Any]) -> None:
+async def test_a_bad_parameter_says_what_to_fix_in_detail(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/users", content=b"{bad", headers={"content-type": "application/json"}
     )
@@ -145,7 +144,7 @@ async def test_a_bad_parameter_says_what_to_fix_in_detail(client: AsyncTestClien
     assert "JSON is malformed" in body["detail"]
 
 
-async def test_unknown_route_is_a_problem_document(client: AsyncTestClient[Any]) -> None:
+async def test_unknown_route_is_a_problem_document(client: httpx.AsyncClient) -> None:
     response = await client.get("/no/such/thing")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -174,7 +173,7 @@ def test_python_dash_m_shows_help() -> None:
 def test_the_cli_loads_the_database_and_web_layers_only_for_the_commands_using_them() -> None:
     # They take seconds to import; `ekimo --help` and usage errors need neither.
     probe = (
-        "import sys, ekimo.cli, ekimo.users.rules; "
+        "import sys, ekimo.entry.cli, ekimo.users.rules; "
         "print(sorted(m for m in ('sqlalchemy', 'advanced_alchemy', 'litestar', 'uvicorn', "
         "'asyncpg') if m in sys.modules))"
     )

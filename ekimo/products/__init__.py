@@ -1,1 +1,1 @@
-"""The product catalog: model, import (CSV/XLSX), browse and export."""
+"""The catalog: the Product table, the statements that write it, browse, one product, export."""

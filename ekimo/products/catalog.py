@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+import msgspec
 from advanced_alchemy.filters import (
     CollectionFilter,
     LimitOffset,
@@ -17,12 +18,12 @@ from advanced_alchemy.filters import (
     StatementTypeT,
 )
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from sqlalchemy import ColumnElement
 
-from ekimo.products.catalog_schemas import ProductState
-from ekimo.products.history import import_uploads
-from ekimo.products.models import Import, Product
+from ekimo.errors import InvalidInput, NotFound
+from ekimo.products.models import Product
+from ekimo.products.schemas import ProductOut, ProductState
 
 SORTABLE_FIELDS = (
     "barcode",
@@ -38,8 +39,10 @@ DEFAULT_SORT = "barcode"
 MAX_PAGE_SIZE = 1000
 
 
-class InvalidQueryError(ValueError):
+class InvalidQueryError(InvalidInput):
     """A filter or sort parameter the user has to correct; the message names it."""
+
+    title = "Invalid query parameter"
 
 
 def parse_sort(text: str) -> list[OrderBy]:
@@ -117,59 +120,38 @@ class ProductQuery:
 
 class ProductRepository(SQLAlchemyAsyncRepository[Product]):
     model_type = Product
+
+
+class ProductNotFound(NotFound):
+    title = "Product not found"
+
+    def __init__(self, barcode: str) -> None:
+        super().__init__(f"No product has barcode {barcode!r}.")
+
+
+class CatalogService(SQLAlchemyAsyncRepositoryService[Product, ProductRepository]):
+    """Reads the catalog; its writes are the functions of `products.writes`."""
+
+    repository_type = ProductRepository
     # Two queries: the total stays right on a page past the end.
     count_with_window_function = False
 
-
-class CatalogService:
-    """Reads the catalog; writes belong to the import and the sync."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.repository = ProductRepository(session=session)
-
     async def page(
         self, query: ProductQuery, *, limit: int, offset: int
-    ) -> tuple[Sequence[Product], int]:
-        return await self.repository.get_many_and_count(
+    ) -> OffsetPagination[ProductOut]:
+        items, total = await self.get_many_and_count(
             *query.filters(), *query.order_by, LimitOffset(limit=limit, offset=offset)
         )
-
-    async def get(self, barcode: str) -> Product | None:
-        return await self.repository.get_one_or_none(Product.barcode == barcode)
-
-
-class ImportRepository(SQLAlchemyAsyncRepository[Import]):
-    model_type = Import
-    count_with_window_function = False
-
-
-class ImportHistory:
-    """Reads the imports: newest first, with the progress of a running one."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.repository = ImportRepository(session=session)
-
-    async def page(self, *, limit: int, offset: int) -> tuple[list[tuple[Import, int | None]], int]:
-        items, total = await self.repository.get_many_and_count(
-            OrderBy(field_name="id", sort_order="desc"), LimitOffset(limit=limit, offset=offset)
+        return OffsetPagination(
+            items=[msgspec.convert(p, ProductOut, from_attributes=True) for p in items],
+            total=total,
+            limit=limit,
+            offset=offset,
         )
-        running = [i.id for i in items if i.status == "running"]
-        progress: dict[int, int] = {}
-        if running:
-            result = await self.session.execute(
-                select(import_uploads.c.import_id, import_uploads.c.rows_done).where(
-                    import_uploads.c.import_id.in_(running)
-                )
-            )
-            progress = {import_id: rows_done for import_id, rows_done in result}
-        return [(i, progress.get(i.id)) for i in items], total
 
-    async def get(self, import_id: int) -> tuple[Import, int | None] | None:
-        item = await self.repository.get_one_or_none(Import.id == import_id)
-        if item is None:
-            return None
-        rows_done = await self.session.scalar(
-            select(import_uploads.c.rows_done).where(import_uploads.c.import_id == import_id)
-        )
-        return item, rows_done
+    async def product(self, barcode: str) -> ProductOut:
+        """One product with its sync state; `ProductNotFound` when no product has `barcode`."""
+        found = await self.get_one_or_none(Product.barcode == barcode)
+        if found is None:
+            raise ProductNotFound(barcode)
+        return msgspec.convert(found, ProductOut, from_attributes=True)

@@ -2,7 +2,7 @@
 
 Rows come from a server-side cursor, so memory stays flat whatever the size of the catalog.
 Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`;
-the importer removes it again, so an exported file imports with every row unchanged.
+the import removes it again, so an exported file imports with every row unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 
 # A cell starting with one of these runs as a formula in spreadsheets. The escape is a leading
 # `'`; a value that already starts with `'`s before such a character gets one more, so that
-# "remove one leading `'` before `'*[=+-@]`" (the importer's rule) restores every value.
+# "remove one leading `'` before `'*[=+-@]`" (the import's rule) restores every value.
 _FORMULA_START = re.compile(r"'*[=+\-@]")
 # Control characters XLSX cannot hold (openpyxl refuses them).
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")

@@ -14,7 +14,7 @@ from ekimo.console import console, errors, run_in_container
 
 if TYPE_CHECKING:  # imported when the command runs, not for --help
     from ekimo.container import Container
-    from ekimo.sync.service import RunSummary
+    from ekimo.sync.runs import RunSummary
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1

@@ -4,36 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from advanced_alchemy.filters import LimitOffset, OrderBy
-from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.extensions.litestar.providers import create_service_provider
+from advanced_alchemy.service import OffsetPagination
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, Parameter
-from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ControllerRouterHandler
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.sync import receiver
-from ekimo.sync.jobs import SYNC_JOB_TIMEOUT, sync_products
-from ekimo.sync.models import SyncRun
+from ekimo.sync.jobs import queue_sync
 from ekimo.sync.receiver import ReceiveResult
-from ekimo.sync.schemas import SyncJobAccepted, SyncRunOut, SyncRunPage, SyncStatus
+from ekimo.sync.runs import SyncRuns
+from ekimo.sync.schemas import SyncJobAccepted, SyncRunOut, SyncStatus
 from ekimo.sync.service import SyncService
 
-# 10,000 products of the longest legal values fit well within this.
+# Room for receiver.MAX_ITEMS products of the longest legal values, and to spare.
 MAX_RECEIVE_BODY = 16 * 1024 * 1024
-
-
-class SyncRunRepository(SQLAlchemyAsyncRepository[SyncRun]):
-    model_type = SyncRun
 
 
 class SyncController(Controller):
     path = "/sync"
     tags = ["sync"]
+    dependencies = {"runs": Provide(create_service_provider(SyncRuns))}
 
     @post(
         "/",
@@ -42,38 +37,20 @@ class SyncController(Controller):
         responses=problems(401, 409),
     )
     async def start_sync(self, container: NamedDependency[Container]) -> SyncJobAccepted:
-        job = await container.queue.enqueue(
-            sync_products.__qualname__, trigger="api", timeout=SYNC_JOB_TIMEOUT
-        )
-        if job is None:  # pragma: no cover - only with a fixed job key
-            raise ProblemDetailsException(status_code=409, detail="a sync is already queued")
-        return SyncJobAccepted(job_id=job.id)
+        return SyncJobAccepted(job_id=await queue_sync(container.queue, "api"))
 
     @get("/runs", summary="Sync runs, newest first", responses=problems(400, 401))
     async def list_runs(
         self,
-        db_session: NamedDependency[AsyncSession],
+        runs: NamedDependency[SyncRuns],
         limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
         offset: Annotated[int, Parameter(ge=0, description="runs to skip")] = 0,
-    ) -> SyncRunPage:
-        repository = SyncRunRepository(session=db_session)
-        runs, total = await repository.get_many_and_count(
-            LimitOffset(limit=limit, offset=offset), OrderBy(field_name="id", sort_order="desc")
-        )
-        return SyncRunPage(
-            items=[SyncRunOut.of(r) for r in runs], total=total, limit=limit, offset=offset
-        )
+    ) -> OffsetPagination[SyncRunOut]:
+        return await runs.page(limit=limit, offset=offset)
 
     @get("/runs/{run_id:int}", summary="One sync run", responses=problems(400, 401, 404))
-    async def get_run(
-        self, db_session: NamedDependency[AsyncSession], run_id: FromPath[int]
-    ) -> SyncRunOut:
-        run = await SyncRunRepository(session=db_session).get_one_or_none(id=run_id)
-        if run is None:
-            raise ProblemDetailsException(
-                status_code=404, detail=f"sync run {run_id} does not exist"
-            )
-        return SyncRunOut.of(run)
+    async def get_run(self, runs: NamedDependency[SyncRuns], run_id: FromPath[int]) -> SyncRunOut:
+        return await runs.one(run_id)
 
     @get(
         "/status",
@@ -81,13 +58,10 @@ class SyncController(Controller):
         responses=problems(401),
     )
     async def status(
-        self, container: NamedDependency[Container], db_session: NamedDependency[AsyncSession]
+        self, container: NamedDependency[Container], runs: NamedDependency[SyncRuns]
     ) -> SyncStatus:
         pending = await SyncService(container).pending_count()
-        last = (
-            await db_session.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(1))
-        ).scalar_one_or_none()
-        return SyncStatus(pending=pending, last_run=SyncRunOut.of(last) if last else None)
+        return SyncStatus(pending=pending, last_run=await runs.last())
 
 
 @post(
@@ -103,19 +77,7 @@ async def receive_products(
 ) -> ReceiveResult:
     """Validate every item (422 naming the item and field, nothing applied), then upsert all:
     the latest `last_updated` wins, received products are stored as already synced."""
-    body = await request.body()
-    try:
-        return await receiver.receive(db_session, body)
-    except receiver.TooManyItems as exc:
-        raise ProblemDetailsException(
-            status_code=413, detail=str(exc), extra={"max_items": receiver.MAX_ITEMS}
-        ) from None
-    except receiver.InvalidPayload as exc:
-        raise ProblemDetailsException(
-            status_code=422,
-            detail=f"nothing applied; fix {exc}",
-            extra={"errors": [e.as_dict() for e in exc.errors]},
-        ) from None
+    return await receiver.receive(db_session, await request.body())
 
 
 # A plain handler, not a Controller: Litestar 2.25 refuses a Controller whose path another

@@ -3,27 +3,20 @@
 Accepts the sender's shape (decimal strings, ISO 8601) and the prototype's (barcode as an
 integer, numbers, extra fields ignored). The latest `last_updated` wins; received products are
 stored as already synced, so a sync to itself ends with nothing pending and no echo.
-
-Two validation paths, one outcome: a body in the canonical shape (what ekimo sends) is decoded
-by msgspec and checked a column at a time by one regex each; anything else (other shapes, or
-an error to report) goes through the per-item Python validation, which names the item and
-field. Either way the valid
-rows reach PostgreSQL as one JSON parameter (cheaper to pass than five typed arrays).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ekimo.products.models import PRODUCTS_WRITE_LOCK
+from ekimo.products import writes
+from ekimo.sync.errors import InvalidPayload, ItemError, TooManyItems
 
 MAX_ITEMS = 10_000
 MAX_REPORTED_ERRORS = 20
@@ -117,36 +110,6 @@ class ReceiveResult(msgspec.Struct):
     stale: int
 
 
-@dataclass(frozen=True)
-class ItemError:
-    index: int | None
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "field": self.field, "message": self.message}
-
-    def describe(self) -> str:
-        where = "body"
-        if self.index is not None:
-            where = f"products[{self.index}]" + (f".{self.field}" if self.field else "")
-        return f"{where}: {self.message}"
-
-
-class InvalidPayload(Exception):
-    """Nothing was applied; `errors` names each item and field to fix."""
-
-    def __init__(self, errors: list[ItemError]) -> None:
-        super().__init__(errors[0].describe())
-        self.errors = errors
-
-
-class TooManyItems(Exception):
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} products in one request; send at most {MAX_ITEMS} per request")
-        self.count = count
-
-
 _PATH = re.compile(r"^\$\.products\[(\d+)\](?:\.(\w+))?")
 
 
@@ -194,13 +157,16 @@ def _stamp(value: str) -> datetime:
 
 
 def parse(body: bytes) -> list[Row] | list[_CanonicalRow]:
-    """Decode and validate everything; raises `InvalidPayload` or `TooManyItems`."""
+    """Decode and validate everything; raises `InvalidPayload` or `TooManyItems`.
+
+    The canonical shape (what ekimo sends) is checked a column at a time; anything else, or an
+    error to name, goes through `_parse_items`, which names the item and field."""
     try:
         rows = msgspec.json.decode(body, type=_Canonical).products
     except msgspec.DecodeError:
         return _parse_items(body)  # another shape, or an error to name
     if len(rows) > MAX_ITEMS:
-        raise TooManyItems(len(rows))
+        raise TooManyItems(len(rows), MAX_ITEMS)
     if rows and not _canonical_values(rows):
         return _parse_items(body)  # names the item and field (or accepts, e.g. " 1.5 ")
     return rows
@@ -213,7 +179,7 @@ def _parse_items(body: bytes) -> list[Row]:
     except msgspec.DecodeError as exc:
         raise InvalidPayload([_decode_error(exc)]) from None
     if count > MAX_ITEMS:
-        raise TooManyItems(count)
+        raise TooManyItems(count, MAX_ITEMS)
     try:
         payload = msgspec.json.decode(body, type=IncomingProducts)
     except msgspec.DecodeError as exc:
@@ -258,50 +224,6 @@ def _parse_items(body: bytes) -> list[Row]:
     return rows
 
 
-# Receivers take PRODUCTS_WRITE_LOCK shared: they exclude imports (which take it exclusive) but
-# not each other, so a sender's concurrent batches are applied in parallel. Two receivers with
-# overlapping barcodes cannot deadlock: each locks its rows in barcode order (ORDER BY below),
-# and ON CONFLICT judges `last_updated` against the latest committed row, so the latest still
-# wins; only the stale/unchanged split of such overlapping requests may be off.
-#
-# Counts come from the snapshot before the write (stale) and from what the write returned. Only
-# the items not written can be stale, so only those are looked up (a hashed NOT IN against
-# what was written): a sync of new or changed products costs no lookup beyond the upsert's own.
-UPSERT = text(
-    """
-    WITH incoming AS (
-        SELECT * FROM json_to_recordset(CAST(:rows AS json))
-            AS t(barcode text, name text, price numeric, quantity numeric,
-                 last_updated timestamptz)
-    ),
-    written AS (
-        INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
-                                   version, synced_version, created_at, updated_at)
-        SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
-        ORDER BY barcode
-        ON CONFLICT (barcode) DO UPDATE
-        SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
-            last_updated = EXCLUDED.last_updated, version = p.version + 1,
-            synced_version = p.version + 1, updated_at = now()
-        WHERE EXCLUDED.last_updated >= p.last_updated
-          AND (p.name, p.price, p.quantity, p.last_updated)
-              IS DISTINCT FROM
-              (EXCLUDED.name, EXCLUDED.price, EXCLUDED.quantity, EXCLUDED.last_updated)
-        RETURNING p.barcode, (xmax = 0) AS created
-    ),
-    stale AS (
-        -- The correlated lookup reads the statement's snapshot: the rows as they were before.
-        SELECT count(*) AS n FROM incoming i
-        WHERE i.barcode NOT IN (SELECT w.barcode FROM written w)
-          AND i.last_updated < (SELECT p.last_updated FROM products p WHERE p.barcode = i.barcode)
-    )
-    SELECT (SELECT count(*) FILTER (WHERE created) FROM written),
-           (SELECT count(*) FILTER (WHERE NOT created) FROM written),
-           (SELECT n FROM stale)
-    """
-)
-
-
 async def receive(session: AsyncSession, body: bytes) -> ReceiveResult:
     """Validate all of `body`, then apply it in one transaction under the shared products lock."""
     rows = parse(body)
@@ -310,12 +232,8 @@ async def receive(session: AsyncSession, body: bytes) -> ReceiveResult:
         return ReceiveResult(received=0, created=0, updated=0, unchanged=0, stale=0)
     # Only the five columns: unknown fields were dropped by the decode.
     as_json = msgspec.json.encode(rows).decode()
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PRODUCTS_WRITE_LOCK}
-    )
-    created, updated, stale = (await session.execute(UPSERT, {"rows": as_json})).one()
+    created, updated, stale = await writes.apply_received(session, as_json)
     await session.commit()
-    created, updated, stale = int(created), int(updated), int(stale)
     return ReceiveResult(
         received=received,
         created=created,

@@ -6,8 +6,6 @@ from datetime import datetime
 
 import msgspec
 
-from ekimo.sync.models import SyncRun
-
 
 class SyncRunOut(msgspec.Struct):
     id: int
@@ -23,31 +21,6 @@ class SyncRunOut(msgspec.Struct):
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
-
-    @classmethod
-    def of(cls, run: SyncRun) -> SyncRunOut:
-        return cls(
-            id=run.id,
-            status=run.status,
-            trigger=run.trigger,
-            pending_at_start=run.pending_at_start,
-            sent=run.sent,
-            acknowledged=run.acknowledged,
-            rejected=run.rejected,
-            failed=run.failed,
-            retries=run.retries,
-            error=run.error,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            duration_ms=run.duration_ms,
-        )
-
-
-class SyncRunPage(msgspec.Struct):
-    items: list[SyncRunOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class SyncStatus(msgspec.Struct):

@@ -1,10 +1,9 @@
 """A sync run: push every pending product (`version > synced_version`) to the external API.
 
 One run at a time across all processes and machines (a session-level advisory lock on a
-dedicated connection). Pending products are streamed by keyset in batches of SYNC_BATCH_SIZE,
-a few batches in flight at once; each acknowledged batch marks exactly the versions it carried,
-in its own transaction, so a run killed midway loses nothing and a product changed in flight
-stays pending.
+dedicated connection). Pending products go out by keyset in batches of SYNC_BATCH_SIZE, a few
+in flight at once; each acknowledged batch marks exactly the versions it carried, so a run
+killed midway loses nothing and a product changed in flight stays pending.
 """
 
 from __future__ import annotations
@@ -13,30 +12,28 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ekimo.container import Container
+from ekimo.products import writes
 from ekimo.settings import Settings
-from ekimo.sync.client import (
-    Delivered,
-    RetryPolicy,
-    SyncAborted,
-    SyncClient,
-    Undelivered,
-)
+from ekimo.sync.client import Delivered, RetryPolicy, SyncAborted, SyncClient, Undelivered
+from ekimo.sync.runs import RunSummary, SyncRuns
 
 # pg_try_advisory_lock key of "a sync run is going on" (distinct from PRODUCTS_WRITE_LOCK).
 SYNC_RUN_LOCK = 0x656B696D6F02
+# SQL: advisory locks have no ORM form; session-level, so they outlive the run's transactions.
+TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 # Batches in flight at once: the receiver works on one while the next is read and sent.
 DEFAULT_CONCURRENCY = 4
 
-# Pending, minus products rejected at their current version (skipped until they change).
+# SQL: the batch statements' own predicate: pending, minus products rejected at their version.
 COUNT_PENDING = text(
     """
     SELECT count(*) FROM products p
@@ -58,11 +55,12 @@ _PENDING_AFTER = """
 _NOT_REJECTED = """AND NOT EXISTS (
         SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)"""
 
-# One row per batch, built by PostgreSQL so the sender does no per-product work: the count, the
-# keyset cursor, the ids and versions as array literals (passed back as is to mark the batch),
-# the Idempotency-Key (sha256 of "barcode:version\n" lines) and the request body. Barcodes are
-# digits only (a check constraint), so only names need JSON escaping; numeric::text is a plain
-# decimal; times are UTC ISO 8601 with microseconds, whatever the DateStyle.
+# SQL: PostgreSQL builds each batch whole, so no product passes through Python on its way out.
+# One row per batch: the count, the keyset cursor, the ids and versions as array literals
+# (passed back as is to mark the batch), the Idempotency-Key (sha256 of "barcode:version\n"
+# lines) and the request body. Barcodes are digits only (a check constraint), so only names
+# need JSON escaping; numeric::text is a plain decimal; times are UTC ISO 8601 with
+# microseconds, whatever the DateStyle.
 _NEXT_BATCH = """
     SELECT count(*), max(b.id),
            array_agg(b.id ORDER BY b.id)::text,
@@ -81,18 +79,10 @@ _NEXT_BATCH = """
 """
 NEXT_BATCH = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections=_NOT_REJECTED)))
 NEXT_BATCH_NO_REJECTIONS = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections="")))
+# SQL: part of the batch building; picks one of the two statements above for the run.
 ANY_REJECTION = text("SELECT EXISTS (SELECT 1 FROM sync_rejections)")
 
-# Exactly the versions sent: a product changed while in flight keeps its newer version pending.
-MARK_SYNCED = text(
-    """
-    UPDATE products AS p SET synced_version = v.version
-    FROM unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
-        AS v(id, version)
-    WHERE p.id = v.id AND p.version = v.version AND p.synced_version < v.version
-    """
-)
-
+# SQL: an atomic upsert (ON CONFLICT), on a consumer's autocommit connection (no session).
 RECORD_REJECTION = text(
     """
     INSERT INTO sync_rejections
@@ -101,25 +91,6 @@ RECORD_REJECTION = text(
     ON CONFLICT (barcode, version) DO UPDATE
     SET status_code = EXCLUDED.status_code, response_excerpt = EXCLUDED.response_excerpt,
         updated_at = now()
-    """
-)
-
-INSERT_RUN = text(
-    """
-    INSERT INTO sync_runs (status, trigger, pending_at_start, sent, acknowledged, rejected,
-                           failed, retries, error, started_at, created_at, updated_at)
-    VALUES (:status, :trigger, 0, 0, 0, 0, 0, 0, :error, :started_at, now(), now())
-    RETURNING id
-    """
-)
-
-FINISH_RUN = text(
-    """
-    UPDATE sync_runs SET status = :status, pending_at_start = :pending_at_start, sent = :sent,
-        acknowledged = :acknowledged, rejected = :rejected, failed = :failed,
-        retries = :retries, error = :error, finished_at = :finished_at,
-        duration_ms = :duration_ms, updated_at = now()
-    WHERE id = :id
     """
 )
 
@@ -187,43 +158,6 @@ class Batch:
         return part(slice(None, mid)), part(slice(mid, None))
 
 
-@dataclass
-class RunSummary:
-    """The outcome of a run, as stored in `sync_runs`."""
-
-    id: int
-    status: str
-    trigger: str
-    started_at: datetime
-    pending_at_start: int = 0
-    sent: int = 0
-    acknowledged: int = 0
-    rejected: int = 0
-    failed: int = 0
-    retries: int = 0
-    error: str | None = None
-    finished_at: datetime | None = None
-    duration_ms: int | None = None
-    last_failure: str | None = field(default=None, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "trigger": self.trigger,
-            "pending_at_start": self.pending_at_start,
-            "sent": self.sent,
-            "acknowledged": self.acknowledged,
-            "rejected": self.rejected,
-            "failed": self.failed,
-            "retries": self.retries,
-            "error": self.error,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "duration_ms": self.duration_ms,
-        }
-
-
 Progress = Callable[[RunSummary], None]
 
 
@@ -253,20 +187,14 @@ class SyncService:
         started = time.monotonic()
         lock_conn = await engine.connect()
         try:
-            got = (
-                await lock_conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": SYNC_RUN_LOCK}
-                )
-            ).scalar_one()
+            got = (await lock_conn.execute(TRY_LOCK, {"key": SYNC_RUN_LOCK})).scalar_one()
             await lock_conn.commit()
             if not got:
                 return await self._record_skipped(trigger, started)
             try:
                 return await self._locked_run(trigger, started, on_progress)
             finally:
-                await lock_conn.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": SYNC_RUN_LOCK}
-                )
+                await lock_conn.execute(UNLOCK, {"key": SYNC_RUN_LOCK})
                 await lock_conn.commit()
         except BaseException:
             # Unlock may not have run (cancelled): closing the connection releases the lock.
@@ -276,60 +204,39 @@ class SyncService:
             await lock_conn.close()
 
     async def _record_skipped(self, trigger: str, started: float) -> RunSummary:
-        now = datetime.now(UTC)
         summary = RunSummary(
             id=0,
             status="skipped",
             trigger=trigger,
-            started_at=now,
+            started_at=datetime.now(UTC),
             error="already running: another sync run holds the lock",
         )
-        async with self._container.engine.begin() as conn:
-            summary.id = await self._insert_run(conn, summary)
-        await self._finish(summary, started)
+        self._stop_clock(summary, started)
+        async with self._container.session() as session:
+            summary.id = await SyncRuns(session).record(summary)
+            await session.commit()
         return summary
 
     @staticmethod
-    async def _insert_run(conn: AsyncConnection, summary: RunSummary) -> int:
-        row = await conn.execute(
-            INSERT_RUN,
-            {
-                "status": summary.status,
-                "trigger": summary.trigger,
-                "error": summary.error,
-                "started_at": summary.started_at,
-            },
-        )
-        return int(row.scalar_one())
-
-    async def _finish(self, summary: RunSummary, started: float) -> None:
+    def _stop_clock(summary: RunSummary, started: float) -> None:
         summary.finished_at = datetime.now(UTC)
         summary.duration_ms = round((time.monotonic() - started) * 1000)
-        async with self._container.engine.begin() as conn:
-            await conn.execute(
-                FINISH_RUN,
-                {
-                    "id": summary.id,
-                    "status": summary.status,
-                    "pending_at_start": summary.pending_at_start,
-                    "sent": summary.sent,
-                    "acknowledged": summary.acknowledged,
-                    "rejected": summary.rejected,
-                    "failed": summary.failed,
-                    "retries": summary.retries,
-                    "error": summary.error,
-                    "finished_at": summary.finished_at,
-                    "duration_ms": summary.duration_ms,
-                },
-            )
+
+    async def _finish(self, summary: RunSummary, started: float) -> None:
+        self._stop_clock(summary, started)
+        async with self._container.session() as session:
+            await SyncRuns(session).finish(summary)
+            await session.commit()
 
     async def _locked_run(
         self, trigger: str, started: float, on_progress: Progress | None
     ) -> RunSummary:
         summary = RunSummary(id=0, status="running", trigger=trigger, started_at=datetime.now(UTC))
-        async with self._container.engine.begin() as conn:
-            summary.id = await self._insert_run(conn, summary)
-            summary.pending_at_start = int((await conn.execute(COUNT_PENDING)).scalar_one())
+        # Committed before the first batch: the run shows as `running` while it goes.
+        async with self._container.session() as session:
+            summary.id = await SyncRuns(session).record(summary)
+            summary.pending_at_start = int((await session.execute(COUNT_PENDING)).scalar_one())
+            await session.commit()
         client = SyncClient(self._container.http, self._settings, self._policy)
         try:
             if summary.pending_at_start > 0:
@@ -419,7 +326,7 @@ class SyncService:
         outcome = await client.send(batch.body, batch.key)
         if isinstance(outcome, Delivered):
             # One statement in autocommit: acknowledged batches stay marked if the run dies.
-            await conn.execute(MARK_SYNCED, {"ids": batch.ids, "versions": batch.versions})
+            await writes.mark_synced(conn, batch.ids, batch.versions)
             summary.acknowledged += len(batch)
         elif isinstance(outcome, Undelivered):
             summary.failed += len(batch)

@@ -22,13 +22,13 @@ from litestar.middleware.authentication import (
 from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 from litestar.plugins import InitPluginProtocol
-from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.stores.base import Store
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ekimo.container import Container
+from ekimo.errors import Problem
 from ekimo.settings import Settings
 from ekimo.users.models import User
 from ekimo.users.security import InvalidTokenError, decode_access_token
@@ -44,10 +44,13 @@ RATE_LIMIT_STORE = "ekimo_login_rate_limit"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ekimo"'}
 
 
-def unauthorized(detail: str) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=401, title="Unauthorized", detail=detail, headers=dict(_CHALLENGE)
-    )
+class Unauthorized(Problem):
+    """No valid credentials: 401 with the Bearer challenge."""
+
+    status = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers=_CHALLENGE)
 
 
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
@@ -68,7 +71,7 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise unauthorized(
+            raise Unauthorized(
                 "this endpoint needs 'Authorization: Bearer <token>'; get a token from POST /auth"
             )
         secret = self.container.settings.secret_key
@@ -76,13 +79,13 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         try:
             user_id = decode_access_token(token, secret)
         except InvalidTokenError:
-            raise unauthorized(
+            raise Unauthorized(
                 "the access token is invalid or expired; get a new one from POST /auth"
             ) from None
         async with self.container.session() as session:
             user = await session.get(User, user_id)
         if user is None:
-            raise unauthorized("the access token's user no longer exists")
+            raise Unauthorized("the access token's user no longer exists")
         return AuthenticationResult(user=user, auth=token)
 
 
@@ -96,13 +99,10 @@ class LoginRateLimitMiddleware(RateLimitMiddleware):
             headers = dict(exc.headers or {})
             retry_after = max(1, int(headers.get(self.config.rate_limit_reset_header_key, "60")))
             headers["Retry-After"] = str(retry_after)
-            raise ProblemDetailsException(
-                status_code=429,
-                title="Too Many Requests",
-                detail=(
-                    f"at most {LOGIN_ATTEMPTS_PER_MINUTE} login attempts per minute from one "
-                    f"address; try again in {retry_after} seconds"
-                ),
+            raise Problem(
+                f"at most {LOGIN_ATTEMPTS_PER_MINUTE} login attempts per minute from one "
+                f"address; try again in {retry_after} seconds",
+                status=429,
                 headers=headers,
             ) from None
 
@@ -119,19 +119,19 @@ def _rate_limit_namespace(settings: Settings) -> str:
     return f"{settings.queue_name}:login-rate-limit"
 
 
-def rate_limit_store(settings: Settings) -> Store | None:
+def rate_limit_store(container: Container) -> Store | None:
     """Redis when configured (the limit then holds across processes); None: in memory."""
-    if settings.redis_url is None:
+    redis = container.redis
+    if redis is None:
         return None
-    return RedisStore.with_client(settings.redis_url, namespace=_rate_limit_namespace(settings))
+    return RedisStore(redis, namespace=_rate_limit_namespace(container.configured))
 
 
-async def reset_rate_limits(settings: Settings) -> None:
+async def reset_rate_limits(container: Container) -> None:
     """Forget every login attempt counted in Redis (tests; an operator after an incident)."""
-    store = rate_limit_store(settings)
+    store = rate_limit_store(container)
     if store is not None:
-        async with store:
-            await store.delete_all()
+        await store.delete_all()
 
 
 def _security_scheme() -> Components:
@@ -149,15 +149,14 @@ def _security_scheme() -> Components:
 
 
 class AuthPlugin(InitPluginProtocol):
-    def __init__(self, container: Container, settings: Settings) -> None:
+    def __init__(self, container: Container) -> None:
         self.container = container
-        self.settings = settings  # as configured: the container may not have started yet
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.middleware.insert(
             0, DefineMiddleware(BearerTokenMiddleware, container=self.container)
         )
-        store = rate_limit_store(self.settings)
+        store = rate_limit_store(self.container)
         if store is not None:
             stores = app_config.stores
             if isinstance(stores, StoreRegistry):
@@ -176,5 +175,5 @@ class AuthPlugin(InitPluginProtocol):
         return app_config
 
 
-def auth_plugin(container: Container, settings: Settings) -> InitPluginProtocol:
-    return AuthPlugin(container, settings)
+def auth_plugin(container: Container) -> InitPluginProtocol:
+    return AuthPlugin(container)

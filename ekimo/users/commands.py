@@ -51,7 +51,7 @@ def create(
 
     async def work(container: Container) -> User:
         async with container.session() as session:
-            return await UserService(session, container.settings).register(username, password)
+            return await UserService(session).register(username, password)
 
     try:
         user = run_in_container(work)

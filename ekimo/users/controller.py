@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from litestar import Request, Response, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -19,14 +20,14 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.params import JSONBody
-from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ControllerRouterHandler
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
 from ekimo.docs import problems
-from ekimo.users.auth import login_rate_limit, unauthorized
-from ekimo.users.rules import InvalidInputError, UsernameTakenError
+from ekimo.errors import Problem
+from ekimo.problem_documents import problem_response
+from ekimo.users.auth import Unauthorized, login_rate_limit
+from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import (
     PASSWORD_RULE,
     USERNAME_RULE,
@@ -36,21 +37,14 @@ from ekimo.users.schemas import (
     TokenResponse,
     UserOut,
 )
-from ekimo.users.service import UserService
+from ekimo.users.service import UserService, issue_token
 
 logger = logging.getLogger(__name__)
 
 _RULES = {"username": USERNAME_RULE, "password": PASSWORD_RULE}
 _MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
-
-
-def _invalid(field: str, message: str) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=422,
-        title="Unprocessable Content",
-        detail=message,
-        extra={"field": field},
-    )
+# Advanced Alchemy's provider: a `UserService` per request on the app's `db_session`.
+_SERVICES = {"users": Provide(create_service_provider(UserService))}
 
 
 def _field_problem(error: dict[str, Any]) -> tuple[str, str]:
@@ -67,13 +61,14 @@ def _field_problem(error: dict[str, Any]) -> tuple[str, str]:
 
 
 def _validation_as_422(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    """Body validation failures of these routes are 422s naming the field, not Litestar's 400."""
+    """Body validation failures of POST /users are 422s naming the field, not Litestar's 400."""
     errors = cast("list[object]", exc.extra) if isinstance(exc.extra, list) else []
     entries = [cast("dict[str, Any]", e) for e in errors if isinstance(e, dict)]
-    problems = [_field_problem(e) for e in entries] or [
+    fields = [_field_problem(e) for e in entries] or [
         ("body", "the body must be a JSON object with username and password")
     ]
-    return _invalid(problems[0][0], "; ".join(m for _, m in problems)).to_response(request)
+    problem = InvalidInputError(fields[0][0], "; ".join(m for _, m in fields))
+    return problem_response(request, problem)
 
 
 @post(
@@ -85,27 +80,15 @@ def _validation_as_422(request: Request[Any, Any, Any], exc: ValidationException
     exclude_from_auth=True,
     security=[{}],
     exception_handlers={ValidationException: _validation_as_422},
+    dependencies=_SERVICES,
 )
 async def register(
-    data: JSONBody[RegisterRequest],
-    db_session: NamedDependency[AsyncSession],
-    container: NamedDependency[Container],
+    data: JSONBody[RegisterRequest], users: NamedDependency[UserService]
 ) -> RegisterResponse:
     """Create an account. 409 when the name exists (ignoring case); 422 names a field to fix."""
-    try:
-        user = await UserService(db_session, container.settings).register(
-            data.username, data.password
-        )
-    except InvalidInputError as exc:
-        raise _invalid(exc.field, exc.message) from None
-    except UsernameTakenError as exc:
-        raise ProblemDetailsException(
-            status_code=409, title="Conflict", detail=str(exc), extra={"field": "username"}
-        ) from None
+    user = await users.register(data.username, data.password)
     logger.info("account created: id=%s username=%s", user.id, user.username)
-    return RegisterResponse(
-        user=UserOut(id=user.id, username=user.username, created_at=user.created_at)
-    )
+    return RegisterResponse(user=msgspec.convert(user, UserOut, from_attributes=True))
 
 
 def _login_schema() -> Schema:
@@ -140,9 +123,9 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
         except msgspec.ValidationError as exc:
             missing = _MISSING_FIELD.search(str(exc))
             field = missing.group(1) if missing else "body"
-            raise _invalid(field, f"login body: {exc}") from None
+            raise InvalidInputError(field, f"login body: {exc}") from None
         except msgspec.DecodeError:
-            raise _invalid("body", "the body is not valid JSON") from None
+            raise InvalidInputError("body", "the body is not valid JSON") from None
         return body.username, body.password
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
@@ -150,13 +133,13 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
         for field in ("username", "password"):
             value = form.get(field)
             if not isinstance(value, str):
-                raise _invalid(field, f"{field} is required")
+                raise InvalidInputError(field, f"{field} is required")
             values.append(value)
         return values[0], values[1]
-    raise ProblemDetailsException(
-        status_code=415,
+    raise Problem(
+        "send application/x-www-form-urlencoded (username, password) or JSON",
+        status=415,
         title="Unsupported Media Type",
-        detail="send application/x-www-form-urlencoded (username, password) or JSON",
     )
 
 
@@ -170,19 +153,19 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
     security=[{}],
     middleware=[login_rate_limit.middleware],
     operation_class=_LoginOperation,
+    dependencies=_SERVICES,
 )
 async def login(
     request: Request[Any, Any, Any],
-    db_session: NamedDependency[AsyncSession],
+    users: NamedDependency[UserService],
     container: NamedDependency[Container],
 ) -> TokenResponse:
     """Exchange username and password for an access token (at most 10 attempts a minute)."""
     username, password = await _credentials(request)
-    service = UserService(db_session, container.settings)
-    user = await service.authenticate(username, password)
+    user = await users.authenticate(username, password)
     if user is None:
-        raise unauthorized("wrong username or password")
-    access = service.issue_token(user)
+        raise Unauthorized("wrong username or password")
+    access = issue_token(user, container.settings)
     return TokenResponse(access_token=access.token, expires_in=access.expires_in)
 
 

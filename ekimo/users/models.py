@@ -1,3 +1,5 @@
+"""The `users` table: a name and a bcrypt hash; id and timestamps from Advanced Alchemy."""
+
 from __future__ import annotations
 
 from advanced_alchemy.base import BigIntAuditBase

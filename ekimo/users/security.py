@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import bcrypt
 import jwt
 
-# bcrypt's work factor. 12 costs about 0.25 s per hash or check on current hardware.
+# bcrypt's work factor (2**12 rounds): slow enough to make guessing passwords expensive.
 BCRYPT_ROUNDS = 12
 # bcrypt only looks at the first 72 bytes; longer passwords are refused, never truncated.
 MAX_PASSWORD_BYTES = 72

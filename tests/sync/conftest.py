@@ -14,15 +14,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ekimo import db
-from ekimo.app import create_app
 from ekimo.container import Container
+from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from ekimo.sync.client import RetryPolicy
 from ekimo.sync.service import SyncService
 from tests.conftest import migrated_database
 from tests.sync.fake_api import FakeApi
 
-# Fast retries and a short client timeout: the fault tests finish in well under a second each.
+# Fast retries and a short client timeout: the fault tests need not wait out real backoffs.
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_retry_after=5.0, timeout=0.5)
 
 
@@ -107,17 +107,6 @@ def container_settings_without_credentials(sync_settings: Settings) -> Settings:
     return sync_settings.with_values(sync_username=None, sync_password=None)
 
 
-def accounts_available() -> bool:
-    from ekimo.users.controller import routes
-
-    return bool(routes)
-
-
-needs_accounts = pytest.mark.skipif(
-    not accounts_available(), reason="needs the accounts issue (POST /users, POST /auth)"
-)
-
-
 @contextlib.asynccontextmanager
 async def served_ekimo(settings: Settings) -> AsyncIterator[str]:
     """The real ekimo app on uvicorn, in this process, on a free port of 127.0.0.1."""
@@ -127,7 +116,11 @@ async def served_ekimo(settings: Settings) -> AsyncIterator[str]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), log_config=None, access_log=False, lifespan="on", port=port
+            create_app(Container(settings)),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            port=port,
         )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

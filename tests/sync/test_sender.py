@@ -11,7 +11,8 @@ from sqlalchemy import text
 
 from ekimo.container import Container
 from ekimo.settings import Settings
-from ekimo.sync.service import RunSummary, SyncService
+from ekimo.sync.runs import RunSummary
+from ekimo.sync.service import SyncService
 from tests.sync.conftest import (
     FAST,
     barcode,
@@ -335,7 +336,14 @@ async def test_two_runs_at_once_send_each_product_once(
     assert second.status == "skipped"
     assert second.error is not None
     assert "already running" in second.error
-    assert (await stored_run(container, second.id))["status"] == "skipped"
+    skipped = await stored_run(container, second.id)
+    assert (skipped["status"], skipped["trigger"], skipped["error"]) == (
+        "skipped",
+        "second",
+        second.error,
+    )
+    assert skipped["finished_at"] is not None
+    assert skipped["duration_ms"] is not None
     assert done.status == "succeeded"
     assert sorted(fake_api.delivered_barcodes()) == codes  # each exactly once
 
@@ -353,8 +361,8 @@ async def test_token_is_refetched_when_it_nears_expiry(
 
 
 async def test_cron_job_is_scheduled_unique_with_a_long_timeout(container: Container) -> None:
+    from ekimo.entry.worker import create_worker
     from ekimo.sync.jobs import SYNC_JOB_TIMEOUT, cron_jobs, sync_products
-    from ekimo.worker import create_worker
 
     (cron,) = cron_jobs(container.settings.with_values(sync_interval_minutes=7))
     assert cron.function is sync_products
@@ -368,7 +376,7 @@ async def test_cron_job_is_scheduled_unique_with_a_long_timeout(container: Conta
 
 
 def test_a_worker_without_schedule_has_no_cron_jobs(container: Container) -> None:
-    from ekimo.worker import create_worker
+    from ekimo.entry.worker import create_worker
 
     worker = create_worker(container, handle_signals=False, schedule=False)
     assert worker.cron_jobs == []

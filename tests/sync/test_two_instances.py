@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ekimo import db
 from ekimo.container import Container
 from ekimo.settings import Settings
-from ekimo.sync.service import RunSummary
+from ekimo.sync.runs import RunSummary
 from tests.conftest import PASSWORD
 from tests.sync.conftest import (
     FAST,
@@ -21,14 +21,11 @@ from tests.sync.conftest import (
     create_account,
     insert_products,
     make_service,
-    needs_accounts,
     pending,
     served_ekimo,
     touch_product,
     versions,
 )
-
-pytestmark = needs_accounts
 
 PRODUCT_COLUMNS = "SELECT barcode, name, price, quantity, last_updated FROM products"
 

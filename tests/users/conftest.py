@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Request, get
-from litestar.testing import AsyncTestClient
 
-from ekimo.app import create_app
+from ekimo.container import Container
+from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from ekimo.users.models import User
+from tests.conftest import serve
 
 WHOAMI = "/test-only/whoami"
 
@@ -22,9 +24,9 @@ async def whoami(request: Request[User, Any, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def app_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real app plus GET /test-only/whoami (no exclusions: it needs a token)."""
-    app = create_app(settings)
+    app = create_app(Container(settings))
     app.register(whoami)
-    async with AsyncTestClient(app=app) as test_client:
+    async with serve(app) as test_client:
         yield test_client

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.testing import AsyncTestClient
+import httpx
 
 from tests.conftest import PASSWORD, run_cli
 
 
 async def test_create_user_from_stdin_then_log_in(
-    cli_env: dict[str, str], client: AsyncTestClient[Any]
+    cli_env: dict[str, str], client: httpx.AsyncClient
 ) -> None:
     result = run_cli(cli_env, "users", "create", "bob", "--password-stdin", input=f"{PASSWORD}\n")
 
@@ -51,7 +49,7 @@ async def test_invalid_password_exits_2(cli_env: dict[str, str]) -> None:
 
 
 async def test_prompt_asks_twice_and_hides_the_password(
-    cli_env: dict[str, str], client: AsyncTestClient[Any]
+    cli_env: dict[str, str], client: httpx.AsyncClient
 ) -> None:
     result = run_cli(cli_env, "users", "create", "carol", input=f"{PASSWORD}\n{PASSWORD}\n")
 

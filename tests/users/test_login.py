@@ -6,18 +6,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import jwt
 import pytest
-from litestar.testing import AsyncTestClient
 
-from ekimo.app import create_app
+from ekimo.container import Container
+from ekimo.entry.app import create_app
 from ekimo.settings import Settings
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.conftest import PASSWORD, TEST_SECRET, serve
 
 PROBLEM = "application/problem+json"
 
 
-async def _register(client: AsyncTestClient[Any], username: str = "alice") -> int:
+async def _register(client: httpx.AsyncClient, username: str = "alice") -> int:
     response = await client.post("/users", json={"username": username, "password": PASSWORD})
     assert response.status_code == 201, response.text
     return response.json()["user"]["id"]
@@ -36,7 +37,7 @@ def _check_token_body(body: dict[str, Any], user_id: int) -> None:
     assert abs(claims["iat"] - datetime.now(UTC).timestamp()) < 60
 
 
-async def test_login_with_the_oauth2_form(client: AsyncTestClient[Any]) -> None:
+async def test_login_with_the_oauth2_form(client: httpx.AsyncClient) -> None:
     user_id = await _register(client)
 
     response = await client.post(
@@ -47,7 +48,7 @@ async def test_login_with_the_oauth2_form(client: AsyncTestClient[Any]) -> None:
     _check_token_body(response.json(), user_id)
 
 
-async def test_login_with_json(client: AsyncTestClient[Any]) -> None:
+async def test_login_with_json(client: httpx.AsyncClient) -> None:
     user_id = await _register(client)
 
     response = await client.post("/auth", json={"username": "alice", "password": PASSWORD})
@@ -56,13 +57,13 @@ async def test_login_with_json(client: AsyncTestClient[Any]) -> None:
     _check_token_body(response.json(), user_id)
 
 
-async def test_login_ignores_the_case_of_the_username(client: AsyncTestClient[Any]) -> None:
+async def test_login_ignores_the_case_of_the_username(client: httpx.AsyncClient) -> None:
     await _register(client, "Alice")
     response = await client.post("/auth", data={"username": "ALICE", "password": PASSWORD})
     assert response.status_code == 200, response.text
 
 
-async def test_tokens_are_distinct(client: AsyncTestClient[Any]) -> None:
+async def test_tokens_are_distinct(client: httpx.AsyncClient) -> None:
     await _register(client)
     tokens = set()
     for _ in range(2):
@@ -72,7 +73,7 @@ async def test_tokens_are_distinct(client: AsyncTestClient[Any]) -> None:
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_401(
-    client: AsyncTestClient[Any],
+    client: httpx.AsyncClient,
 ) -> None:
     await _register(client)
 
@@ -92,7 +93,7 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
     assert unknown_s > wrong_s / 3, (wrong_s, unknown_s)
 
 
-async def test_login_without_a_field_is_422_naming_it(client: AsyncTestClient[Any]) -> None:
+async def test_login_without_a_field_is_422_naming_it(client: httpx.AsyncClient) -> None:
     form = await client.post("/auth", data={"username": "alice"})
     assert form.status_code == 422, form.text
     assert form.json()["field"] == "password"
@@ -102,14 +103,14 @@ async def test_login_without_a_field_is_422_naming_it(client: AsyncTestClient[An
     assert body.json()["field"] == "username"
 
 
-async def test_login_with_another_media_type_is_415(client: AsyncTestClient[Any]) -> None:
+async def test_login_with_another_media_type_is_415(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth", content=b"alice", headers={"content-type": "text/plain"})
     assert response.status_code == 415, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
 
 
 async def test_eleventh_attempt_in_a_minute_is_429_with_retry_after(
-    client: AsyncTestClient[Any],
+    client: httpx.AsyncClient,
 ) -> None:
     for attempt in range(10):
         response = await client.post("/auth", data={"username": "nobody", "password": "x" * 8})
@@ -132,8 +133,8 @@ async def test_with_redis_the_limit_holds_across_app_instances(settings: Setting
     if settings.redis_url is None:
         pytest.skip("REDIS_URL is unset: each process counts in memory")
     async with (
-        AsyncTestClient(app=create_app(settings)) as first,
-        AsyncTestClient(app=create_app(settings)) as second,
+        serve(create_app(Container(settings))) as first,
+        serve(create_app(Container(settings))) as second,
     ):
         for attempt in range(10):
             response = await (first if attempt % 2 else second).post(

@@ -6,8 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from ekimo.container import Container
@@ -18,7 +18,7 @@ PROBLEM = "application/problem+json"
 
 
 async def test_register_returns_the_user_without_password(
-    client: AsyncTestClient[Any], container: Container, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, container: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     response = await client.post("/users", json={"username": "alice", "password": PASSWORD})
@@ -41,7 +41,7 @@ async def test_register_returns_the_user_without_password(
     "username", ["ab", "a" * 65, "alice smith", "alice/x", "élodie", "", "alice\n"]
 )
 async def test_invalid_username_is_422_naming_the_field(
-    client: AsyncTestClient[Any], username: str
+    client: httpx.AsyncClient, username: str
 ) -> None:
     response = await client.post("/users", json={"username": username, "password": PASSWORD})
 
@@ -54,7 +54,7 @@ async def test_invalid_username_is_422_naming_the_field(
 
 @pytest.mark.parametrize("username", ["abc", "a" * 64, "Bob.Smith_1-x@example.org"])
 async def test_usernames_within_the_rules_are_accepted(
-    client: AsyncTestClient[Any], username: str
+    client: httpx.AsyncClient, username: str
 ) -> None:
     response = await client.post("/users", json={"username": username, "password": PASSWORD})
     assert response.status_code == 201, response.text
@@ -70,7 +70,7 @@ async def test_usernames_within_the_rules_are_accepted(
     ],
 )
 async def test_password_outside_8_to_72_bytes_is_422(
-    client: AsyncTestClient[Any], container: Container, password: str, size: int
+    client: httpx.AsyncClient, container: Container, password: str, size: int
 ) -> None:
     response = await client.post("/users", json={"username": "alice", "password": password})
 
@@ -84,7 +84,7 @@ async def test_password_outside_8_to_72_bytes_is_422(
         assert (await session.execute(select(User))).first() is None
 
 
-async def test_password_of_exactly_72_bytes_works_for_login(client: AsyncTestClient[Any]) -> None:
+async def test_password_of_exactly_72_bytes_works_for_login(client: httpx.AsyncClient) -> None:
     password = "é" * 36  # 72 bytes
     created = await client.post("/users", json={"username": "alice", "password": password})
     assert created.status_code == 201, created.text
@@ -104,7 +104,7 @@ async def test_password_of_exactly_72_bytes_works_for_login(client: AsyncTestCli
     ],
 )
 async def test_missing_or_mistyped_field_is_422(
-    client: AsyncTestClient[Any], body: dict[str, Any], field: str
+    client: httpx.AsyncClient, body: dict[str, Any], field: str
 ) -> None:
     response = await client.post("/users", json=body)
 
@@ -113,7 +113,7 @@ async def test_missing_or_mistyped_field_is_422(
     assert field in response.json()["detail"]
 
 
-async def test_duplicate_username_ignoring_case_is_409(client: AsyncTestClient[Any]) -> None:
+async def test_duplicate_username_ignoring_case_is_409(client: httpx.AsyncClient) -> None:
     first = await client.post("/users", json={"username": "Alice", "password": PASSWORD})
     assert first.status_code == 201
 
@@ -125,7 +125,7 @@ async def test_duplicate_username_ignoring_case_is_409(client: AsyncTestClient[A
 
 
 async def test_simultaneous_registrations_of_one_name_give_one_201_and_one_409(
-    client: AsyncTestClient[Any], container: Container
+    client: httpx.AsyncClient, container: Container
 ) -> None:
     responses = await asyncio.gather(
         client.post("/users", json={"username": "race", "password": PASSWORD}),

@@ -7,16 +7,16 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import delete
 
-from ekimo.app import create_app
 from ekimo.container import Container
+from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from ekimo.users.models import User
-from tests.conftest import TEST_SECRET, register_and_login
+from tests.conftest import TEST_SECRET, register_and_login, serve
 from tests.users.conftest import WHOAMI, whoami
 
 PROBLEM = "application/problem+json"
@@ -38,7 +38,7 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _user_id(client: AsyncTestClient[Any], headers: dict[str, str]) -> int:
+async def _user_id(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
     response = await client.get(WHOAMI, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()["id"]
@@ -52,7 +52,7 @@ def _assert_401(response: Any) -> None:
 
 
 async def test_valid_token_reaches_the_handler_with_the_user(
-    app_client: AsyncTestClient[Any],
+    app_client: httpx.AsyncClient,
 ) -> None:
     headers = await register_and_login(app_client, "alice")
 
@@ -63,14 +63,14 @@ async def test_valid_token_reaches_the_handler_with_the_user(
 
 
 async def test_hand_made_hs256_token_with_all_claims_is_accepted(
-    app_client: AsyncTestClient[Any],
+    app_client: httpx.AsyncClient,
 ) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     token = jwt.encode(_claims(user_id), TEST_SECRET, algorithm="HS256")
     assert (await app_client.get(WHOAMI, headers=_bearer(token))).status_code == 200
 
 
-async def test_no_token_is_401(app_client: AsyncTestClient[Any]) -> None:
+async def test_no_token_is_401(app_client: httpx.AsyncClient) -> None:
     _assert_401(await app_client.get(WHOAMI))
     assert "POST /auth" in (await app_client.get(WHOAMI)).json()["detail"]
 
@@ -79,12 +79,12 @@ async def test_no_token_is_401(app_client: AsyncTestClient[Any]) -> None:
     "authorization", ["Bearer", "Bearer ", "Basic YWxpY2U6c2VjcmV0", "Bearer not.a.jwt", "token"]
 )
 async def test_malformed_authorization_is_401(
-    app_client: AsyncTestClient[Any], authorization: str
+    app_client: httpx.AsyncClient, authorization: str
 ) -> None:
     _assert_401(await app_client.get(WHOAMI, headers={"Authorization": authorization}))
 
 
-async def test_alg_none_is_401(app_client: AsyncTestClient[Any]) -> None:
+async def test_alg_none_is_401(app_client: httpx.AsyncClient) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     token = jwt.encode(_claims(user_id), None, algorithm="none")
     assert jwt.get_unverified_header(token)["alg"] == "none"
@@ -97,14 +97,14 @@ async def test_alg_none_is_401(app_client: AsyncTestClient[Any]) -> None:
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize("algorithm", ["HS512", "HS384"])
 async def test_other_algorithm_with_the_right_key_is_401(
-    app_client: AsyncTestClient[Any], algorithm: str
+    app_client: httpx.AsyncClient, algorithm: str
 ) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     token = jwt.encode(_claims(user_id), TEST_SECRET, algorithm=algorithm)
     _assert_401(await app_client.get(WHOAMI, headers=_bearer(token)))
 
 
-async def test_bad_signature_is_401(app_client: AsyncTestClient[Any]) -> None:
+async def test_bad_signature_is_401(app_client: httpx.AsyncClient) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     forged = jwt.encode(_claims(user_id), "another-secret-" + "y" * 32, algorithm="HS256")
     _assert_401(await app_client.get(WHOAMI, headers=_bearer(forged)))
@@ -116,7 +116,7 @@ async def test_bad_signature_is_401(app_client: AsyncTestClient[Any]) -> None:
     _assert_401(await app_client.get(WHOAMI, headers=_bearer(f"{header}.{other}.{signature}")))
 
 
-async def test_expired_token_is_401(app_client: AsyncTestClient[Any]) -> None:
+async def test_expired_token_is_401(app_client: httpx.AsyncClient) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     past = datetime.now(UTC) - timedelta(hours=1)
     token = jwt.encode(
@@ -127,7 +127,7 @@ async def test_expired_token_is_401(app_client: AsyncTestClient[Any]) -> None:
 
 @pytest.mark.parametrize("missing", ["sub", "iat", "exp", "jti"])
 async def test_token_without_a_required_claim_is_401(
-    app_client: AsyncTestClient[Any], missing: str
+    app_client: httpx.AsyncClient, missing: str
 ) -> None:
     user_id = await _user_id(app_client, await register_and_login(app_client))
     claims = _claims(user_id)
@@ -138,14 +138,14 @@ async def test_token_without_a_required_claim_is_401(
 
 @pytest.mark.parametrize("sub", ["abc", "-1", "99999999999999999999999", "²"])
 async def test_token_with_a_subject_that_is_no_user_id_is_401(
-    app_client: AsyncTestClient[Any], sub: str
+    app_client: httpx.AsyncClient, sub: str
 ) -> None:
     token = jwt.encode(_claims(1, sub=sub), TEST_SECRET, algorithm="HS256")
     _assert_401(await app_client.get(WHOAMI, headers=_bearer(token)))
 
 
 async def test_token_of_a_deleted_user_is_401(
-    app_client: AsyncTestClient[Any], container: Container
+    app_client: httpx.AsyncClient, container: Container
 ) -> None:
     headers = await register_and_login(app_client, "alice")
     assert (await app_client.get(WHOAMI, headers=headers)).status_code == 200
@@ -157,7 +157,7 @@ async def test_token_of_a_deleted_user_is_401(
     _assert_401(await app_client.get(WHOAMI, headers=headers))
 
 
-async def test_open_routes_need_no_token(client: AsyncTestClient[Any]) -> None:
+async def test_open_routes_need_no_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).status_code == 200
     docs = await client.get("/docs")
     assert docs.status_code == 200
@@ -172,11 +172,11 @@ def _concrete(path: str) -> str:
 
 async def test_every_other_route_needs_a_token(settings: Settings) -> None:
     """Whatever routes the other domains add: without a token each one is a 401."""
-    app = create_app(settings)
+    app = create_app(Container(settings))
     app.register(whoami)
     open_paths = {("/users", "POST"), ("/auth", "POST")}
     checked: list[tuple[str, str]] = []
-    async with AsyncTestClient(app=app) as client:
+    async with serve(app) as client:
         for route in app.routes:
             if route.path.startswith("/docs") or route.path == "/health":
                 continue
@@ -190,7 +190,7 @@ async def test_every_other_route_needs_a_token(settings: Settings) -> None:
     assert all(p not in checked for p in open_paths)
 
 
-async def test_openapi_declares_the_oauth2_password_scheme(client: AsyncTestClient[Any]) -> None:
+async def test_openapi_declares_the_oauth2_password_scheme(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/docs/openapi.json")).json()
 
     scheme = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]

@@ -1,0 +1,1 @@
+"""The assembly: the app, the CLI, the worker and the model registry put the domains together."""

@@ -1,0 +1,79 @@
+"""create_app(container) -> Litestar: routes, OpenAPI, auth, errors, the in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from importlib.metadata import version
+
+from litestar import Litestar
+from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ekimo import docs, health
+from ekimo.container import Container
+from ekimo.entry import worker
+from ekimo.imports.controller import routes as import_routes
+from ekimo.problem_documents import problem_details_plugin
+from ekimo.products.controller import routes as catalog_routes
+from ekimo.sync.controller import routes as sync_routes
+from ekimo.users.auth import auth_plugin
+from ekimo.users.controller import routes as user_routes
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
+    """Build the app on `container`. A container not yet started starts with the app and stops
+    with it; a running one (a test's, shared by several apps) is borrowed as it is."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncGenerator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if not container.started:
+                await stack.enter_async_context(container)
+            if not run_worker:
+                yield
+                return
+            saq_worker = worker.create_worker(container, handle_signals=False)
+            task = asyncio.create_task(saq_worker.start(), name="saq-worker")
+            try:
+                yield
+            finally:
+                await saq_worker.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def provide_db_session() -> AsyncGenerator[AsyncSession]:
+        async with container.session() as session:
+            yield session
+
+    def provide_container() -> Container:
+        return container
+
+    return Litestar(
+        route_handlers=[
+            health.health,
+            docs.assets_router(),
+            *user_routes,
+            *import_routes,
+            *catalog_routes,
+            *sync_routes,
+        ],
+        dependencies={
+            "container": Provide(provide_container, sync_to_thread=False),
+            "db_session": Provide(provide_db_session),
+        },
+        # Advanced Alchemy's service providers name the session type as a string.
+        signature_namespace={"AsyncSession": AsyncSession},
+        lifespan=[lifespan],
+        openapi_config=docs.openapi_config(version("ekimo")),
+        plugins=[
+            problem_details_plugin(),
+            auth_plugin(container),
+        ],
+        logging_config=None,
+    )

@@ -1,0 +1,46 @@
+"""The SAQ worker: job functions and cron jobs of every domain, built on the container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saq import Worker
+from saq.types import Context
+
+from ekimo.container import Container, ContainerWorker
+from ekimo.imports import jobs as import_jobs
+from ekimo.sync import jobs as sync_jobs
+
+
+def create_worker(
+    container: Container, *, handle_signals: bool = True, schedule: bool = True
+) -> Worker[Any]:
+    """A worker whose jobs find the container with `container_of(ctx)`.
+
+    `schedule=False` leaves out the cron jobs: the worker only runs what is queued
+    (tests use it so a scheduled sync at a round minute cannot race the job they queue).
+    """
+
+    async def startup(_: Context) -> None:
+        # Imports left `running` by a worker that died are failed now, not at the next sweep.
+        await import_jobs.fail_orphaned_imports(container)
+
+    saq_worker = ContainerWorker(
+        container,
+        functions=[*import_jobs.functions, *sync_jobs.functions],
+        cron_jobs=[
+            *import_jobs.cron_jobs(container.settings),
+            *sync_jobs.cron_jobs(container.settings),
+        ]
+        if schedule
+        else [],
+        startup=startup,
+        concurrency=4,
+        # PostgreSQL queue: also poll, so a NOTIFY lost in a race never strands a job.
+        # (Redis blocks on its list and ignores this.)
+        poll_interval=1.0,
+    )
+    if not handle_signals:
+        # Inside `ekimo serve`, uvicorn owns SIGINT/SIGTERM and stops the worker itself.
+        saq_worker.SIGNALS = []
+    return saq_worker

@@ -1,0 +1,1 @@
+"""The import engine: an uploaded file in, validated rows merged into the catalog."""

@@ -1,0 +1,119 @@
+"""Every statement that writes `products`: the import's MERGE, the receiver's upsert and the
+sync's version marking. Other domains call these; none of them writes the table itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+# Every bulk write to `products` (an import, a received sync) first takes
+# `pg_advisory_xact_lock(PRODUCTS_WRITE_LOCK)`: overlapping writers queue instead of deadlocking.
+PRODUCTS_WRITE_LOCK = 0x656B696D6F01
+
+
+async def lock_for_import(conn: Any) -> None:
+    """Take the write lock exclusively on an asyncpg connection, until its transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", PRODUCTS_WRITE_LOCK)
+
+
+def merge_into_products(source: str) -> str:
+    """The one upsert rule of every import path: `source` (a table or a parenthesised query
+    with barcode, name, price, quantity, last_updated) merged into `products`, `$1` = now.
+
+    New barcodes are inserted at version 1; a real change bumps `version` and `updated_at`;
+    identical values (a missing last_updated keeps the stored one) change nothing.
+    """
+    return f"""
+MERGE INTO products AS p
+USING {source} AS s ON p.barcode = s.barcode
+WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
+        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
+    THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
+        last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
+WHEN NOT MATCHED THEN
+    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
+            created_at, updated_at)
+    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
+"""  # noqa: S608 (source is one of our own staging tables or queries, never user input)
+
+
+def insert_new_products(source: str) -> str:
+    """The MERGE's insert without its join, for a `source` whose barcodes are all new (a first
+    import, rows appended): a known barcode raises a unique violation. `$1` = now."""
+    return f"""
+INSERT INTO products (barcode, name, price, quantity, last_updated, version, synced_version,
+    created_at, updated_at)
+SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, 0, $1, $1 FROM {source} s
+"""  # noqa: S608 (source is one of our own staging tables or queries, never user input)
+
+
+# Receivers take PRODUCTS_WRITE_LOCK shared: they exclude imports (which take it exclusive) but
+# not each other, so a sender's concurrent batches are applied in parallel. Two receivers with
+# overlapping barcodes cannot deadlock: each locks its rows in barcode order (ORDER BY below),
+# and ON CONFLICT judges `last_updated` against the latest committed row, so the latest still
+# wins; only the stale/unchanged split of such overlapping requests may be off.
+#
+# Counts come from the snapshot before the write (stale) and from what the write returned. Only
+# the items not written can be stale, so only those are looked up (a hashed NOT IN against
+# what was written): a sync of new or changed products costs no lookup beyond the upsert's own.
+UPSERT = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM json_to_recordset(CAST(:rows AS json))
+            AS t(barcode text, name text, price numeric, quantity numeric,
+                 last_updated timestamptz)
+    ),
+    written AS (
+        INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
+                                   version, synced_version, created_at, updated_at)
+        SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
+        ORDER BY barcode
+        ON CONFLICT (barcode) DO UPDATE
+        SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
+            last_updated = EXCLUDED.last_updated, version = p.version + 1,
+            synced_version = p.version + 1, updated_at = now()
+        WHERE EXCLUDED.last_updated >= p.last_updated
+          AND (p.name, p.price, p.quantity, p.last_updated)
+              IS DISTINCT FROM
+              (EXCLUDED.name, EXCLUDED.price, EXCLUDED.quantity, EXCLUDED.last_updated)
+        RETURNING p.barcode, (xmax = 0) AS created
+    ),
+    stale AS (
+        -- The correlated lookup reads the statement's snapshot: the rows as they were before.
+        SELECT count(*) AS n FROM incoming i
+        WHERE i.barcode NOT IN (SELECT w.barcode FROM written w)
+          AND i.last_updated < (SELECT p.last_updated FROM products p WHERE p.barcode = i.barcode)
+    )
+    SELECT (SELECT count(*) FILTER (WHERE created) FROM written),
+           (SELECT count(*) FILTER (WHERE NOT created) FROM written),
+           (SELECT n FROM stale)
+    """
+)
+
+
+async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, int, int]:
+    """Upsert received products (a JSON array of the five columns) under the shared write lock:
+    (created, updated, stale). The caller commits."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PRODUCTS_WRITE_LOCK}
+    )
+    created, updated, stale = (await session.execute(UPSERT, {"rows": rows_json})).one()
+    return int(created), int(updated), int(stale)
+
+
+# Exactly the versions sent: a product changed while in flight keeps its newer version pending.
+MARK_SYNCED = text(
+    """
+    UPDATE products AS p SET synced_version = v.version
+    FROM unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
+        AS v(id, version)
+    WHERE p.id = v.id AND p.version = v.version AND p.synced_version < v.version
+    """
+)
+
+
+async def mark_synced(conn: AsyncConnection, ids: str, versions: str) -> None:
+    """Mark the versions the external API acknowledged (ids and versions as array literals)."""
+    await conn.execute(MARK_SYNCED, {"ids": ids, "versions": versions})
