@@ -116,14 +116,30 @@ async def reset_login_rate_limit(container: Container) -> None:
 async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """`app` started (its lifespan) and an HTTP client that calls it in-process, on the test's
     own event loop: the app and the test can share one container and its connections."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        # A task of its own: the lifespan's task group must end in the task that began it,
+        # and a fixture's setup and teardown run in different tasks.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    lifespan = asyncio.create_task(run())
+    await asyncio.wait(
+        [lifespan, asyncio.ensure_future(started.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if lifespan.done():
+        lifespan.result()  # the startup failed: raise its error here
     transport = httpx.ASGITransport(app=app)  # pyright: ignore[reportArgumentType] (ASGI typings differ)
-    async with (
-        app.lifespan(),
-        httpx.AsyncClient(
+    try:
+        async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver.local", follow_redirects=True
-        ) as test_client,
-    ):
-        yield test_client
+        ) as test_client:
+            yield test_client
+    finally:
+        stop.set()
+        await lifespan
 
 
 @pytest.fixture
