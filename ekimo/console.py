@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from ekimo.embedded import EmbeddedUnavailableError
+from ekimo.errors import Problem
 from ekimo.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported when a command starts one: the database layer takes seconds
@@ -19,12 +20,15 @@ console = Console()
 errors = Console(stderr=True)
 
 EXIT_USAGE = 2
+# A dependency (the database) could not be reached: nothing to fix in the command.
+EXIT_UNAVAILABLE = 1
 
 T = TypeVar("T")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # One line whatever its length: Rich would wrap at 80 columns when not on a terminal.
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -49,3 +53,11 @@ def run_in_container(work: Callable[[Container], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except EmbeddedUnavailableError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:
+        from ekimo.db import is_unavailable
+
+        if not is_unavailable(exc):
+            raise
+        # An outage is not a bug: one line saying what happened, no traceback.
+        reason = exc.detail if isinstance(exc, Problem) else "the database is unavailable"
+        raise fail(f"{reason} (try again when it is back)", code=EXIT_UNAVAILABLE) from None

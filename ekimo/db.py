@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
+import asyncpg  # pyright: ignore[reportMissingTypeStubs]
+import psycopg
+import psycopg_pool
 from advanced_alchemy.base import orm_registry
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = orm_registry.metadata
@@ -36,6 +41,49 @@ def create_engine(url: str) -> AsyncEngine:
         # Sessions commit explicitly; a connection returned to the pool is rolled back.
         pool_reset_on_return="rollback",
     )
+
+
+# What asyncpg raises when the server is gone, restarting or refusing connections.
+_DRIVER_UNAVAILABLE = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+    asyncpg.exceptions.InterfaceError,  # "connection is closed"
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,  # refused, reset, aborted: only sockets raise these
+    TimeoutError,
+    # SAQ's PostgreSQL queue runs on psycopg: the same outage seen through it.
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the database cannot be reached now, as opposed
+    to a statement it refused: the first is a 503 to retry later, the second a bug or a 4xx."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _DRIVER_UNAVAILABLE):
+            return True
+        if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
+            "not currently accepting connections" in str(current)
+        ):
+            return True  # the database is closed to new connections (ALLOW_CONNECTIONS false)
+        if isinstance(current, BaseExceptionGroup):
+            # Concurrent work (a TaskGroup) that failed together: the outage is among them.
+            group = cast("BaseExceptionGroup[BaseException]", current)
+            return any(is_unavailable(inner) for inner in group.exceptions)
+        if isinstance(current, DBAPIError):
+            # Any OSError the driver raised while connecting (e.g. every address refused).
+            if current.connection_invalidated or isinstance(current.orig, OSError):
+                return True
+            if isinstance(current.orig, BaseException):
+                current = current.orig
+                continue
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def alembic_config(url: str) -> Config:

@@ -41,6 +41,15 @@ class InvalidInput(Problem):
     status = 400
 
 
+class Unprocessable(InvalidInput):
+    """A value of the right form that cannot be taken: out of its range, or text PostgreSQL
+    cannot store. The detail names it."""
+
+    status = 422
+    # RFC 9110's phrase; Python 3.11's HTTPStatus still has RFC 7231's "Unprocessable Entity".
+    title = "Unprocessable Content"
+
+
 class NotFound(Problem):
     status = 404
 

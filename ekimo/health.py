@@ -37,13 +37,21 @@ async def _queue_ok(container: Container) -> bool:
     return True
 
 
-@get("/health", tags=["health"], summary="Service health", cache=False, security=[{}])
+# Open to everyone: `opt` marks it public for the access guard (`ekimo.users.guards`).
+@get(
+    "/health",
+    tags=["health"],
+    summary="Service health",
+    cache=False,
+    security=[{}],
+    opt={"public": True},
+)
 async def health(container: NamedDependency[Container]) -> Response[dict[str, str]]:
     """200 when the database and the queue answer, 503 naming what is down."""
     database, queue = await asyncio.gather(_database_ok(container), _queue_ok(container))
     body = {
         "status": "ok" if database and queue else "unavailable",
-        "database": "ok" if database else "down",
-        "queue": "ok" if queue else "down",
+        "database": "ok" if database else "unavailable",
+        "queue": "ok" if queue else "unavailable",
     }
     return Response(body, status_code=200 if database and queue else 503)

@@ -4,18 +4,21 @@ own client errors, and anything unexpected (a logged 500 that reveals nothing)."
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.config.app import AppConfig
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
 
-from ekimo.errors import Problem
+from ekimo.db import is_unavailable
+from ekimo.errors import Problem, Unprocessable
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,49 @@ def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
+# How msgspec words a value of the right type outside its declared bounds (`ge`, `le`,
+# `pattern`, lengths: `ekimo.params`), as Litestar passes it on: "Expected `int` <= 100".
+# A value of the wrong type reads "Expected `int`, got `str`"; an unknown one "Invalid enum value".
+_OUT_OF_BOUNDS = re.compile(
+    r"Expected `[^`]+` (?:[<>]=?|matching regex|of length|that's a multiple)"
+)
+
+
+def _validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A parameter or field Litestar refused. Its status says what is wrong: 404 when it is in
+    the path (an id out of range names nothing, as a path Litestar cannot parse does), 422 when
+    every value has the right type but is out of its bounds (an offset beyond bigint, text with
+    NUL), 400 when something is malformed (not a number, not one of the values)."""
+    problem = _from_http_exception(exc)
+    raw = cast("list[object]", exc.extra) if isinstance(exc.extra, list) else []
+    errors = [cast("dict[str, Any]", e) for e in raw if isinstance(e, dict)]
+    in_path = [e for e in errors if e.get("source") == "path"]
+    if in_path:
+        problem.status_code = 404
+        problem.title = HTTPStatus.NOT_FOUND.phrase
+        reasons = "; ".join(f"{e.get('key')}: {e.get('message')}" for e in in_path)
+        problem.detail = f"nothing at {request.url.path} ({reasons})"
+    elif errors and all(_OUT_OF_BOUNDS.match(str(e.get("message", ""))) for e in errors):
+        problem.status_code = 422
+        problem.title = Unprocessable.title
+    return _respond(request, problem)
+
+
+# How long a client should wait before trying again when the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+
 def _internal_error(exc: Exception) -> ProblemDetailsException:
+    if is_unavailable(exc):
+        # Not a bug in the request: the database is restarting or gone. Whatever the request
+        # was writing was rolled back with its transaction.
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        return ProblemDetailsException(
+            status_code=503,
+            title="Service Unavailable",
+            detail="the database is unavailable; nothing was written. Try again in a few seconds",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     logger.exception("unhandled error", exc_info=exc)
     return ProblemDetailsException(status_code=500, detail="Internal server error")
 
@@ -70,9 +115,19 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
     return _respond(request, _from_problem(problem))
 
 
+class _ProblemDocuments(ProblemDetailsPlugin):
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config = super().on_app_init(app_config)
+        # Its own handler, not an entry of the map: its 404 names the request's path.
+        # Typed by Litestar with a Request whose parameters it leaves unknown.
+        handlers = app_config.exception_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        handlers[ValidationException] = _validation_problem
+        return app_config
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     """The app's one mapping from exceptions to problem documents."""
-    return ProblemDetailsPlugin(
+    return _ProblemDocuments(
         ProblemDetailsConfig(
             exception_handler=_respond,
             enable_for_all_http_exceptions=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from dotenv import dotenv_values
@@ -31,11 +31,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sync_base_url: str = "http://127.0.0.1:8000"
     sync_username: str | None = None
     sync_password: str | None = None
+    # An API key of the external API (a `receiver` key of another ekimo): sent as the bearer
+    # token instead of logging in with SYNC_USERNAME and SYNC_PASSWORD.
+    sync_api_key: str | None = None
     # Per-request costs (token check, sessions, commit) are small against 5000 products, and a
     # body of typical products is under a megabyte; an ekimo receiver takes at most 10,000.
     sync_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
     sync_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
     max_upload_mb: PositiveInt = 100
+    # `open`: anyone may register (POST /users); `closed`: only admins create accounts.
+    registration: Literal["open", "closed"] = "open"
+    # The role of a self-registered account.
+    registration_role: Literal["viewer", "editor", "admin", "receiver"] = "editor"
     # Where the embedded server keeps its data and the generated secret key.
     state_dir: Path = Path(".ekimo")
     # SAQ queue name; separate names keep test runs sharing one Redis apart.
@@ -77,11 +84,18 @@ def load_settings(
         if value is not None and value.strip() != "":
             raw[field] = value.strip()
     try:
-        settings = msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     _check(settings)
     return settings
+
+
+def _decode(kind: type, value: object) -> object:
+    # msgspec leaves paths to the caller: EKIMO_STATE_DIR is one.
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind.__name__} from the environment")
 
 
 def _explain(exc: msgspec.ValidationError) -> str:

@@ -1,9 +1,12 @@
-"""Receiving an uploaded file: the multipart body streamed to a spooled file, bounded by
-MAX_UPLOAD_MB. Knows HTTP, not what the file holds."""
+"""Receiving a request body within a limit: an uploaded file (the multipart body streamed to a
+spooled file, bounded by MAX_UPLOAD_MB) or a whole body in memory. A body over the limit is
+refused with a 413 that every client can read. Knows HTTP, not what the body holds."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+from collections.abc import Callable
 from typing import IO, Any
 
 from litestar import Request
@@ -15,6 +18,12 @@ from ekimo.errors import InvalidInput, Problem
 
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
+MIB = 1024 * 1024
+
+# A refused body is read and dropped up to twice the limit (at least the limit + 64 MiB) for 30 s,
+# as nginx's lingering close: a file somewhat too big gets its 413; far more, or a trickle, is cut.
+DRAIN_MIN_BYTES = 64 * MIB
+DRAIN_SECONDS = 30.0
 
 
 class Upload:
@@ -79,14 +88,92 @@ class _TooLarge(Exception):
     pass
 
 
-class UploadTooLarge(Problem):
+class BodyTooLarge(Problem):
+    """413, and the connection closed after it: what is left of the body is not read."""
+
     status = 413
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Connection": "close"})
+
+
+class UploadTooLarge(BodyTooLarge):
     def __init__(self, limit_mb: int) -> None:
         super().__init__(
             f"the file is larger than the {limit_mb} MB upload limit (MAX_UPLOAD_MB): "
             "split it, or import it with the `ekimo import` command"
         )
+
+
+def _drain_limit(limit: int) -> int:
+    """How much of a body over `limit` is read, to let the client finish writing it."""
+    return limit + max(limit, DRAIN_MIN_BYTES)
+
+
+def _expects_continue(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("expect", "").lower() == "100-continue"
+
+
+async def _consume(
+    request: Request[Any, Any, Any], sink: Callable[[bytes], None], limit: int, announced_limit: int
+) -> bool:
+    """Feed the body to `sink` a chunk at a time; True when all of it went there.
+
+    Once the body is over the limit (its Content-Length says so, or `sink` raises `_TooLarge`),
+    the rest is read and dropped within the drain bounds, and False returned: the caller raises
+    its `BodyTooLarge` when the client is ready to read it. A client waiting for `100 Continue`
+    has sent nothing yet, and one announcing more than the bounds would not finish in time:
+    both get their answer at once."""
+    drained = _drain_limit(limit)
+    announced = request.headers.get("content-length", "")
+    within = not (announced.isdigit() and int(announced) > announced_limit)
+    if not within and (_expects_continue(request) or int(announced) > drained):
+        return False
+    loop = asyncio.get_running_loop()
+    received = 0
+    chunks = request.stream()
+    try:
+        async with asyncio.timeout_at(None if within else loop.time() + DRAIN_SECONDS) as deadline:
+            async for chunk in chunks:
+                received += len(chunk)
+                if within:
+                    try:
+                        sink(chunk)
+                        continue
+                    except _TooLarge:
+                        within = False
+                        deadline.reschedule(loop.time() + DRAIN_SECONDS)
+                if received > drained:
+                    break
+    except TimeoutError:
+        pass  # the client trickles: answer and close without the rest
+    except HTTPException:
+        if within:
+            raise
+        # The client went away while its refused body was drained: nobody reads the answer.
+    finally:
+        await chunks.aclose()
+    return within
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The whole body, at most `limit` bytes; `BodyTooLarge` (read by every client) over it."""
+    parts: list[bytes] = []
+    size = 0
+
+    def keep(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        parts.append(chunk)
+
+    if not await _consume(request, keep, limit, limit):
+        raise BodyTooLarge(
+            f"the request body is larger than the {limit / MIB:g} MB this operation takes: "
+            "send less in one request"
+        )
+    return b"".join(parts)
 
 
 async def receive_file(request: Request[Any, Any, Any], container: Container) -> Upload:
@@ -97,25 +184,26 @@ async def receive_file(request: Request[Any, Any, Any], container: Container) ->
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise InvalidInput("send the file as multipart/form-data in a field named `file`")
-    announced = request.headers.get("content-length")
-    if announced and announced.isdigit() and int(announced) > limit + MULTIPART_OVERHEAD:
-        raise UploadTooLarge(settings.max_upload_mb)
     upload = Upload(boundary, limit)
+
+    def parse(chunk: bytes) -> None:
+        if chunk:
+            upload.parser.write(chunk)
+
     try:
-        async for chunk in request.stream():
-            if chunk:
-                upload.parser.write(chunk)
-        upload.parser.finalize()
-    except _TooLarge:
-        if upload.file is not None:
-            upload.file.close()
-        raise UploadTooLarge(settings.max_upload_mb) from None
+        within = await _consume(request, parse, limit, limit + MULTIPART_OVERHEAD)
+        if within:
+            upload.parser.finalize()
     except Exception as exc:
         if upload.file is not None:
             upload.file.close()
         if isinstance(exc, HTTPException):
             raise
         raise InvalidInput(f"malformed multipart body: {exc}") from None
+    if not within:
+        if upload.file is not None:
+            upload.file.close()
+        raise UploadTooLarge(settings.max_upload_mb)
     if upload.file is None:
         raise InvalidInput("no file: send it in a multipart field named `file`")
     upload.file.seek(0)

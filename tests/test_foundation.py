@@ -34,6 +34,23 @@ def test_settings_read_dotenv_and_environment_wins(tmp_path: Path) -> None:
     assert settings.max_upload_mb == 9
 
 
+def test_settings_read_the_state_dir_and_access_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "EKIMO_STATE_DIR": str(tmp_path / "state"),
+            "REGISTRATION": "closed",
+            "REGISTRATION_ROLE": "viewer",
+            "SYNC_API_KEY": "ekimo_abc",
+        },
+        env_file=tmp_path / "missing.env",
+    )
+    assert settings.state_dir == tmp_path / "state"
+    assert (settings.registration, settings.registration_role) == ("closed", "viewer")
+    assert settings.sync_api_key == "ekimo_abc"
+    with pytest.raises(SettingsError, match="REGISTRATION"):
+        load_settings({"REGISTRATION": "ajar"}, env_file=tmp_path / "missing.env")
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [
@@ -87,7 +104,7 @@ async def test_health_is_503_naming_the_database_when_it_is_down(settings: Setti
             response = await client.get("/health")
             assert response.status_code == 503
             assert response.json()["status"] == "unavailable"
-            assert response.json()["database"] == "down"
+            assert response.json()["database"] == "unavailable"
     finally:
         await admin_execute(settings.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -19,8 +19,12 @@ from ekimo.imports.controller import routes as import_routes
 from ekimo.problem_documents import problem_details_plugin
 from ekimo.products.controller import routes as catalog_routes
 from ekimo.sync.controller import routes as sync_routes
+from ekimo.users.accounts import routes as account_routes
+from ekimo.users.audit_controller import routes as audit_routes
 from ekimo.users.auth import auth_plugin
 from ekimo.users.controller import routes as user_routes
+from ekimo.users.guards import authorize, document_permissions
+from ekimo.users.keys_controller import routes as key_routes
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +58,14 @@ def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
     def provide_container() -> Container:
         return container
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health.health,
             docs.assets_router(),
             *user_routes,
+            *account_routes,
+            *audit_routes,
+            *key_routes,
             *import_routes,
             *catalog_routes,
             *sync_routes,
@@ -69,6 +76,8 @@ def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
         },
         # Advanced Alchemy's service providers name the session type as a string.
         signature_namespace={"AsyncSession": AsyncSession},
+        # Deny by default: every route's declared permission, checked on every request.
+        guards=[authorize],
         lifespan=[lifespan],
         openapi_config=docs.openapi_config(version("ekimo")),
         plugins=[
@@ -77,3 +86,5 @@ def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
         ],
         logging_config=None,
     )
+    document_permissions(app)
+    return app

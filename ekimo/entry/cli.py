@@ -1,4 +1,4 @@
-"""The `ekimo` command: serve, worker, db, import, sync, users."""
+"""The `ekimo` command: serve, worker, db, import, sync, users, keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ekimo.console import console, fail, run_in_container, settings_or_exit
 from ekimo.imports.commands import import_command
 from ekimo.sync.commands import sync_command
 from ekimo.users.commands import users_app
+from ekimo.users.keys_commands import keys_app
 
 # The web stack and the database layer are imported by the commands that use them:
 # together they take seconds, which `ekimo --help` or a usage error should not.
@@ -25,6 +26,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 app.command("import")(import_command)
 app.command("sync")(sync_command)
 
@@ -40,12 +42,14 @@ def serve(
     """Run the HTTP API (and, unless --no-worker, the background worker)."""
     import uvicorn
 
+    from ekimo import embedded
     from ekimo.container import Container
     from ekimo.entry.app import create_app
     from ekimo.logs import access_log_middleware, configure_logging
 
     settings = settings_or_exit()
     configure_logging()
+    embedded.stop_on_signals()  # uvicorn re-raises SIGTERM after its shutdown: atexit never runs
     litestar_app = create_app(Container(settings), run_worker=worker)
     console.print(f"ekimo on [bold]http://{host}:{port}[/] — API docs at http://{host}:{port}/docs")
     uvicorn.run(
@@ -65,10 +69,12 @@ def run_worker(
     ] = True,
 ) -> None:
     """Run only the background worker (scheduled sync, asynchronous imports)."""
+    from ekimo import embedded
     from ekimo.entry.worker import create_worker
     from ekimo.logs import configure_logging
 
     configure_logging()
+    embedded.stop_on_signals()  # SIGHUP, SIGQUIT, SIGTERM before SAQ takes it: no atexit
 
     async def work(container: Container) -> None:
         console.print("ekimo worker started; Ctrl+C stops it")

@@ -4,7 +4,7 @@ imports with their reports and rejected rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from advanced_alchemy.service import OffsetPagination
@@ -20,12 +20,13 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import FromPath, Parameter, QueryParameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Response, Stream
 from litestar.types import ControllerRouterHandler
 
 from ekimo.container import Container
 from ekimo.docs import problems
+from ekimo.downloads import started
 from ekimo.imports.errors import ImportRejected
 from ekimo.imports.history import ImportHistory, errors_csv
 from ekimo.imports.jobs import queue_import
@@ -37,8 +38,14 @@ from ekimo.imports.schemas import (
     ImportSummary,
 )
 from ekimo.imports.service import ImportService
+from ekimo.params import Id, Offset, page_size
 from ekimo.products.catalog import MAX_PAGE_SIZE
 from ekimo.uploads import receive_file
+from ekimo.users import audit
+from ekimo.users.audit import Action
+from ekimo.users.guards import allow
+from ekimo.users.principals import Principal
+from ekimo.users.roles import IMPORT, READ_IMPORTS
 
 
 @dataclass
@@ -66,6 +73,7 @@ class _ImportOperation(Operation):
 
 @put(
     "/products",
+    opt=allow(IMPORT),
     summary="Import products from a CSV or XLSX file",
     description=(
         "Multipart upload, field `file` (.csv or .xlsx). Every row is validated; with "
@@ -116,11 +124,13 @@ async def import_products(
     scope: dict[str, Any] = dict(request.scope)
     user = getattr(scope.get("user"), "id", None)
     user_id = user if isinstance(user, int) else None
+    name = getattr(scope.get("user"), "username", None)
+    username = name if isinstance(name, str) else None
     options = ImportOptions(dry_run=dry_run, on_error=on_error)
     with upload.file:
         if run_async:
             import_id = await queue_import(
-                container, upload.file, upload.filename or "", options, user_id
+                container, upload.file, upload.filename or "", options, user_id, username
             )
             location = f"/imports/{import_id}"
             return Response(
@@ -129,10 +139,22 @@ async def import_products(
                 headers={"Location": location},
             )
         report = await ImportService(container).run(
-            upload.file, upload.filename or "", options, user_id=user_id
+            upload.file, upload.filename or "", options, user_id=user_id, username=username
         )
     if report.status == "rejected":
         raise ImportRejected(report)
+    if report.status == "applied":
+        await audit.record(
+            container,
+            Action.IMPORT_APPLIED,
+            actor=cast("Principal | None", scope.get("user")),
+            target=f"import:{report.import_id}",
+            details={
+                "filename": report.filename,
+                "created": report.created,
+                "updated": report.updated,
+            },
+        )
     return report
 
 
@@ -141,16 +163,17 @@ _history = {"history": Provide(create_service_provider(ImportHistory))}
 
 @get(
     "/imports",
+    opt=allow(READ_IMPORTS),
     tags=["imports"],
     summary="Import history, newest first",
     cache=False,
-    responses=problems(400, 401),
+    responses=problems(400, 401, 422),
     dependencies=_history,
 )
 async def list_imports(
     history: NamedDependency[ImportHistory],
-    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: Annotated[int, page_size(MAX_PAGE_SIZE)] = 50,
+    offset: Offset = 0,
 ) -> OffsetPagination[ImportSummary]:
     """Every import (applied, validated, rejected, queued, running), newest first."""
     return await history.page(limit=limit, offset=offset)
@@ -158,15 +181,14 @@ async def list_imports(
 
 @get(
     "/imports/{import_id:int}",
+    opt=allow(READ_IMPORTS),
     tags=["imports"],
     summary="An import's report",
     cache=False,
     responses=problems(400, 401, 404),
     dependencies=_history,
 )
-async def get_import(
-    history: NamedDependency[ImportHistory], import_id: FromPath[int]
-) -> ImportOut:
+async def get_import(history: NamedDependency[ImportHistory], import_id: Id) -> ImportOut:
     """The report; an asynchronous import is `queued`, then `running` (with `rows_done`),
     then has its final report."""
     return await history.report(import_id)
@@ -174,6 +196,7 @@ async def get_import(
 
 @get(
     "/imports/{import_id:int}/errors.csv",
+    opt=allow(READ_IMPORTS),
     tags=["imports"],
     summary="The rejected rows of an import, to fix and upload again",
     cache=False,
@@ -184,7 +207,7 @@ async def get_import(
 async def import_errors_csv(
     container: NamedDependency[Container],
     history: NamedDependency[ImportHistory],
-    import_id: FromPath[int],
+    import_id: Id,
 ) -> Stream:
     """The file's header plus an `error` column, then every rejected row exactly as it was in
     the file, with what is wrong with it. Fix the rows and upload the file (the `error`
@@ -192,7 +215,8 @@ async def import_errors_csv(
     item = await history.finished(import_id)
     stem = item.filename.rsplit(".", 1)[0] or "import"
     return Stream(
-        errors_csv(container.engine, import_id),
+        # Started here: a query that fails is a problem document, not a download cut short.
+        await started(errors_csv(container.engine, import_id)),
         media_type="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{_safe(stem)}-errors-{import_id}.csv"'

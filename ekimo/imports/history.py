@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import IO, Any
 
 from advanced_alchemy.filters import LimitOffset, OrderBy
@@ -105,7 +105,7 @@ def _csv_line(values: list[str]) -> str:
     return buffer.getvalue()
 
 
-async def errors_csv(engine: AsyncEngine, import_id: int) -> AsyncIterator[bytes]:
+async def errors_csv(engine: AsyncEngine, import_id: int) -> AsyncGenerator[bytes]:
     """The file's header plus `error`, then each rejected row as it was, with its errors."""
     async with engine.connect() as connection:
         result = await connection.stream(

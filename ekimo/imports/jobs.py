@@ -41,9 +41,9 @@ PROGRESS_EVERY_S = 0.5
 QUEUE_ROW = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
     created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
-    started_at, finished_at, duration_ms, created_at, updated_at)
+    started_at, finished_at, duration_ms, created_at, updated_at, username)
 VALUES ($1, $2, $3, '', $4, $5, 'queued', 0, 0, 0, 0, 0, '[]'::jsonb, 0, false, '[]'::jsonb,
-    now(), now(), 0, now(), now())
+    now(), now(), 0, now(), now(), $6)
 RETURNING id
 """
 
@@ -69,6 +69,7 @@ async def queue_import(
     filename: str,
     options: ImportOptions,
     user_id: int | None = None,
+    username: str | None = None,
 ) -> int:
     """Store the file and enqueue its import; returns the import id. `FileProblem` (400) when
     the file name is not .csv or .xlsx."""
@@ -78,7 +79,13 @@ async def queue_import(
         conn: Any = raw.driver_connection
         async with conn.transaction():
             import_id: int = await conn.fetchval(
-                QUEUE_ROW, user_id, filename[:255], fmt, options.dry_run, options.on_error
+                QUEUE_ROW,
+                user_id,
+                filename[:255],
+                fmt,
+                options.dry_run,
+                options.on_error,
+                username,
             )
             await history.store_upload(conn, import_id, stream)
         try:
@@ -126,7 +133,7 @@ async def _import_queued(container: Container, conn: Any, import_id: int) -> dic
     row = await conn.fetchrow(
         "UPDATE imports SET status = 'running', started_at = now(), updated_at = now() "
         "WHERE id = $1 AND status = 'queued' "
-        "RETURNING filename, dry_run, on_error, user_id",
+        "RETURNING filename, dry_run, on_error, user_id, username",
         import_id,
     )
     if row is None:
@@ -142,6 +149,7 @@ async def _import_queued(container: Container, conn: Any, import_id: int) -> dic
             row["filename"],
             options,
             user_id=row["user_id"],
+            username=row["username"],
             progress=lambda rows: done.__setitem__(0, rows),
             import_id=import_id,
         )

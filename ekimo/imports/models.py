@@ -39,9 +39,9 @@ class Import(BigIntAuditBase):
 
     __tablename__ = "imports"
 
-    user_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
+    # Who imported: id and name are copies, so the history outlives a deleted account.
+    user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(8))
     sha256: Mapped[str] = mapped_column(String(64))

@@ -60,7 +60,9 @@ class ImportSummary(msgspec.Struct):
     unchanged: int
     rejected: int
     errors_total: int
+    # Who imported (kept when the account is deleted).
     user_id: int | None
+    username: str | None
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int

@@ -65,9 +65,9 @@ MERGE = merge_into_products("import_staging")
 RECORD = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
     created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
-    started_at, finished_at, duration_ms, created_at, updated_at)
+    started_at, finished_at, duration_ms, created_at, updated_at, username)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16::jsonb,
-    $17, $18, $19, $18, $18)
+    $17, $18, $19, $18, $18, $20)
 RETURNING id
 """
 
@@ -77,8 +77,8 @@ UPDATE imports SET user_id = $1, filename = $2, format = $3, sha256 = $4, dry_ru
     on_error = $6, status = $7, rows = $8, created = $9, updated = $10, unchanged = $11,
     rejected = $12, errors = $13::jsonb, errors_total = $14, errors_truncated = $15,
     warnings = $16::jsonb, started_at = $17, finished_at = $18, duration_ms = $19,
-    updated_at = $18
-WHERE id = $20
+    updated_at = $18, username = $20
+WHERE id = $21
 RETURNING id
 """
 
@@ -163,6 +163,7 @@ class ImportService:
         user_id: int | None = None,
         progress: Progress | None = None,
         import_id: int | None = None,
+        username: str | None = None,
     ) -> ImportReport:
         """Validate and apply `source`; raises `FileProblem` (400) or `ImportFailed`.
 
@@ -204,6 +205,7 @@ class ImportService:
                         clock,
                         import_id,
                         rejected,
+                        username=username,
                     )
                 report = await self._run(
                     conn,
@@ -217,6 +219,7 @@ class ImportService:
                     clock,
                     import_id,
                     rejected,
+                    username=username,
                 )
                 return report
             except FileProblem as problem:
@@ -227,7 +230,15 @@ class ImportService:
                 report.errors_total = 1
                 if problem.status == 422:
                     report.import_id = await self._record(
-                        conn, report, "", options, user_id, started, rejected, import_id
+                        conn,
+                        report,
+                        "",
+                        options,
+                        user_id,
+                        started,
+                        rejected,
+                        import_id,
+                        username=username,
                     )
                 raise ImportFailed(problem, report) from None
             finally:
@@ -258,6 +269,8 @@ class ImportService:
         clock: float,
         import_id: int | None,
         rejected: RejectedRows,
+        *,
+        username: str | None = None,
     ) -> ImportReport:
         max_bytes = self.container.settings.max_upload_bytes
         parsed = await asyncio.to_thread(_Parsed, fmt, source, max_bytes, rejected)
@@ -301,7 +314,15 @@ class ImportService:
                     report.status = "applied"
                     report.duration_ms = _elapsed(clock)
                     report.import_id = await self._record(
-                        conn, report, parsed.sha256, options, user_id, started, rejected, import_id
+                        conn,
+                        report,
+                        parsed.sha256,
+                        options,
+                        user_id,
+                        started,
+                        rejected,
+                        import_id,
+                        username=username,
                     )
                     await transaction.commit()
                     return report
@@ -311,7 +332,15 @@ class ImportService:
             raise
         report.duration_ms = _elapsed(clock)
         report.import_id = await self._record(
-            conn, report, parsed.sha256, options, user_id, started, rejected, import_id
+            conn,
+            report,
+            parsed.sha256,
+            options,
+            user_id,
+            started,
+            rejected,
+            import_id,
+            username=username,
         )
         return report
 
@@ -327,6 +356,8 @@ class ImportService:
         clock: float,
         import_id: int | None,
         rejected: RejectedRows,
+        *,
+        username: str | None = None,
     ) -> ImportReport:
         """Report and record an import done by the fast path (see `fast.csv`)."""
         status: Status = "validated" if options.dry_run else "applied"
@@ -337,7 +368,15 @@ class ImportService:
         report.duration_ms = _elapsed(clock)
         try:
             report.import_id = await self._record(
-                conn, report, fast.sha256, options, user_id, started, rejected, import_id
+                conn,
+                report,
+                fast.sha256,
+                options,
+                user_id,
+                started,
+                rejected,
+                import_id,
+                username=username,
             )
             if fast.transaction is not None:
                 await fast.transaction.commit()
@@ -397,6 +436,8 @@ class ImportService:
         started: datetime,
         rejected: RejectedRows,
         queued_id: int | None = None,
+        *,
+        username: str | None = None,
     ) -> int:
         """Write the `imports` row and the rejected rows together: once an import shows as
         finished, its errors.csv is complete."""
@@ -424,6 +465,7 @@ class ImportService:
                 started,
                 finished,
                 report.duration_ms,
+                username,
                 *queued,
             )
             await rejected.save(conn, import_id)

@@ -9,12 +9,15 @@ from advanced_alchemy.extensions.litestar.providers import create_service_provid
 from advanced_alchemy.service import OffsetPagination
 from litestar import get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
+from ekimo.bounds import instant
 from ekimo.container import Container
 from ekimo.docs import problems
+from ekimo.downloads import started
+from ekimo.params import Offset, page_size, text
 from ekimo.products import export
 from ekimo.products.catalog import (
     DEFAULT_SORT,
@@ -28,6 +31,8 @@ from ekimo.products.schemas import (
     ProductOut,
     ProductState,
 )
+from ekimo.users.guards import allow
+from ekimo.users.roles import READ_CATALOG
 
 _SORT_HELP = (
     f"Comma-separated fields among {', '.join(SORTABLE_FIELDS)}; "
@@ -40,9 +45,7 @@ def provide_product_query(
         list[str] | None,
         QueryParameter(description="Only these barcodes (repeat the parameter for several)."),
     ] = None,
-    q: Annotated[
-        str | None, QueryParameter(description="Name contains this text (case-insensitive).")
-    ] = None,
+    q: Annotated[str | None, text("Name contains this text (case-insensitive).")] = None,
     product_state: Annotated[
         ProductState | None,
         QueryParameter(
@@ -64,10 +67,14 @@ def provide_product_query(
         barcodes=tuple(barcode or ()),
         q=q,
         state=product_state,
-        updated_since=updated_since,
+        updated_since=None if updated_since is None else instant(updated_since, "updated_since"),
         sort=sort,
     )
 
+
+# A barcode in the path: 1 to 14 digits, as the import and the receiver store them; anything
+# else names no product (404, from `problem_documents`).
+Barcode = Annotated[str, PathParameter(pattern=r"^[0-9]{1,14}$", description="1 to 14 digits.")]
 
 _query_dependency = {"product_query": Provide(provide_product_query, sync_to_thread=False)}
 _catalog = {"catalog": Provide(create_service_provider(CatalogService))}
@@ -75,19 +82,18 @@ _catalog = {"catalog": Provide(create_service_provider(CatalogService))}
 
 @get(
     "/products",
+    opt=allow(READ_CATALOG),
     tags=["catalog"],
     summary="List products",
     dependencies={**_query_dependency, **_catalog},
-    responses=problems(400, 401),
+    responses=problems(400, 401, 422),
     cache=False,
 )
 async def list_products(
     catalog: NamedDependency[CatalogService],
     product_query: NamedDependency[ProductQuery],
-    limit: Annotated[
-        int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}.")
-    ] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: Annotated[int, page_size(MAX_PAGE_SIZE)] = 100,
+    offset: Offset = 0,
 ) -> OffsetPagination[ProductOut]:
     """A page of the catalog, filtered and sorted; `total` counts every match."""
     return await catalog.page(product_query, limit=limit, offset=offset)
@@ -95,10 +101,11 @@ async def list_products(
 
 @get(
     "/products/export",
+    opt=allow(READ_CATALOG),
     tags=["catalog"],
     summary="Export products as CSV or XLSX",
     dependencies=_query_dependency,
-    responses=problems(400, 401),
+    responses=problems(400, 401, 422),
     cache=False,
     response_description="The file, in the import's columns: barcode, name, price, quantity, "
     "last_updated.",
@@ -115,7 +122,8 @@ async def export_products(
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if file_format == "csv":
-        content = export.csv_chunks(container.engine, product_query)
+        # Started here: a query that fails is a problem document, not a download cut short.
+        content = await started(export.csv_chunks(container.engine, product_query))
         media_type = export.CSV_MEDIA_TYPE
     else:
         content = export.file_chunks(await export.build_xlsx(container.engine, product_query))
@@ -129,15 +137,14 @@ async def export_products(
 
 @get(
     "/products/{barcode:str}",
+    opt=allow(READ_CATALOG),
     tags=["catalog"],
     summary="Get a product",
     cache=False,
     responses=problems(400, 401, 404),
     dependencies=_catalog,
 )
-async def get_product(
-    catalog: NamedDependency[CatalogService], barcode: FromPath[str]
-) -> ProductOut:
+async def get_product(catalog: NamedDependency[CatalogService], barcode: Barcode) -> ProductOut:
     """The product with its sync state: `version`, `synced_version`, `state`."""
     return await catalog.product(barcode)
 

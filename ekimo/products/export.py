@@ -13,7 +13,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any, cast
@@ -71,12 +71,14 @@ def _csv_line(values: Sequence[object]) -> str:
     return buffer.getvalue()
 
 
-async def csv_chunks(engine: AsyncEngine, query: ProductQuery) -> AsyncIterator[bytes]:
+async def csv_chunks(engine: AsyncEngine, query: ProductQuery) -> AsyncGenerator[bytes]:
     """The CSV file (UTF-8, RFC 4180 quoting), one chunk per batch of products.
 
     It starts with a byte order mark, so that Excel reads it as UTF-8 (the import skips it).
+    The first chunk is the header with the first batch: made only once the query has run, so a
+    query that fails fails before anything is sent (`ekimo.downloads.started`).
     """
-    yield codecs.BOM_UTF8 + _csv_line(COLUMNS).encode()
+    header = codecs.BOM_UTF8 + _csv_line(COLUMNS).encode()
     async for batch in product_rows(engine, query):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
@@ -84,7 +86,10 @@ async def csv_chunks(engine: AsyncEngine, query: ProductQuery) -> AsyncIterator[
             writer.writerow(
                 (barcode, escape_formula(name), price, quantity, format_timestamp(last_updated))
             )
-        yield buffer.getvalue().encode()
+        yield header + buffer.getvalue().encode()
+        header = b""
+    if header:  # no product selected: the header alone
+        yield header
 
 
 def _xlsx_row(row: ExportRow) -> list[object]:

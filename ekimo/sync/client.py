@@ -1,5 +1,8 @@
 """The HTTP side of a sync: the bearer token and one batch POST with retries.
 
+The bearer is `SYNC_API_KEY` when set (no login, so no password hash on the receiver per run),
+else a token from `POST /auth` with `SYNC_USERNAME` and `SYNC_PASSWORD`.
+
 `SyncClient.send(body, key)` answers `Delivered`, `Rejected` (400/422/413: the receiver refuses
 the data) or `Undelivered` (retries exhausted); credentials problems raise `SyncAborted`.
 """
@@ -91,6 +94,7 @@ class SyncClient:
         self._base = settings.sync_base_url.rstrip("/")
         self._username = settings.sync_username
         self._password = settings.sync_password
+        self._api_key = settings.sync_api_key
         self._max_attempts = settings.sync_max_attempts
         self._policy = policy
         self._token: str | None = None
@@ -123,6 +127,9 @@ class SyncClient:
 
     async def _bearer(self) -> tuple[str, bool]:
         """The token, and whether it was fetched for this request (a 401 then is final)."""
+        if self._api_key:
+            # Nothing to fetch again: a 401 on the key is final.
+            return self._api_key, True
         if (token := self._current_token()) is not None:
             return token, False
         async with self._token_lock:
@@ -133,8 +140,8 @@ class SyncClient:
     async def _fetch_token(self) -> str:
         if not self._username or not self._password:
             raise SyncAborted(
-                "SYNC_USERNAME and SYNC_PASSWORD must be set: they are ekimo's account at "
-                f"the external API {self._base}"
+                "SYNC_USERNAME and SYNC_PASSWORD must be set (or SYNC_API_KEY): they are "
+                f"ekimo's account at the external API {self._base}"
             )
         try:
             response = await self._post(
@@ -197,6 +204,11 @@ class SyncClient:
             if response.is_success:
                 return Delivered(status)
             if status == 401:
+                if self._api_key:
+                    raise SyncAborted(
+                        f"the external API {self._base} refuses SYNC_API_KEY (401): the key is "
+                        "wrong, expired or revoked, or its account changed; make a new one"
+                    )
                 if fresh or refetched:
                     raise SyncAborted(
                         f"the external API {self._base} refuses the token it issued for "
@@ -207,9 +219,13 @@ class SyncClient:
                 refetched = True
                 continue
             if status == 403:
+                who, fix = (
+                    ("SYNC_API_KEY", "use a key with the receiver or editor role")
+                    if self._api_key
+                    else ("SYNC_USERNAME", "check the account's rights")
+                )
                 raise SyncAborted(
-                    f"the external API {self._base} forbids SYNC_USERNAME to post products "
-                    "(403): check the account's rights"
+                    f"the external API {self._base} forbids {who} to post products (403): {fix}"
                 )
             if status in (400, 413, 422):
                 return Rejected(status, _excerpt(response))

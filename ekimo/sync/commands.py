@@ -31,8 +31,21 @@ def sync_command(
     on); 1 when some products were not delivered or were rejected (partial, failed).
     """
     from ekimo.sync.service import SyncService
+    from ekimo.users import audit
 
     async def work(container: Container) -> RunSummary:
+        summary = await _run(container, as_json)
+        # An operator's run from a shell: no account, so the trail names the command.
+        await audit.record(
+            container,
+            audit.Action.SYNC_TRIGGERED,
+            actor_name="ekimo sync (CLI)",
+            target=f"sync_run:{summary.id}",
+            details={"via": "cli"},
+        )
+        return summary
+
+    async def _run(container: Container, as_json: bool) -> RunSummary:
         service = SyncService(container)
         if as_json:
             return await service.run("cli")

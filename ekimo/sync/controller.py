@@ -8,21 +8,28 @@ from advanced_alchemy.extensions.litestar.providers import create_service_provid
 from advanced_alchemy.service import OffsetPagination
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, Parameter
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo.container import Container
 from ekimo.docs import problems
+from ekimo.params import Id, Offset, page_size
 from ekimo.sync import receiver
 from ekimo.sync.jobs import queue_sync
 from ekimo.sync.receiver import ReceiveResult
 from ekimo.sync.runs import SyncRuns
 from ekimo.sync.schemas import SyncJobAccepted, SyncRunOut, SyncStatus
 from ekimo.sync.service import SyncService
+from ekimo.uploads import read_body
+from ekimo.users import audit
+from ekimo.users.audit import Action
+from ekimo.users.guards import allow
+from ekimo.users.principals import Principal
+from ekimo.users.roles import READ_SYNC, RECEIVE, RUN_SYNC
 
 # Room for receiver.MAX_ITEMS products of the longest legal values, and to spare.
 MAX_RECEIVE_BODY = 16 * 1024 * 1024
+MAX_RUNS_PAGE = 100
 
 
 class SyncController(Controller):
@@ -32,28 +39,46 @@ class SyncController(Controller):
 
     @post(
         "/",
+        opt=allow(RUN_SYNC),
         status_code=202,
         summary="Run a sync soon, on the worker",
         responses=problems(401, 409),
     )
-    async def start_sync(self, container: NamedDependency[Container]) -> SyncJobAccepted:
-        return SyncJobAccepted(job_id=await queue_sync(container.queue, "api"))
+    async def start_sync(
+        self, request: Request[Principal, Any, Any], container: NamedDependency[Container]
+    ) -> SyncJobAccepted:
+        job_id = await queue_sync(container.queue, "api")
+        await audit.record(
+            container, Action.SYNC_TRIGGERED, actor=request.user, details={"job_id": job_id}
+        )
+        return SyncJobAccepted(job_id=job_id)
 
-    @get("/runs", summary="Sync runs, newest first", responses=problems(400, 401))
+    @get(
+        "/runs",
+        summary="Sync runs, newest first",
+        responses=problems(400, 401, 422),
+        opt=allow(READ_SYNC),
+    )
     async def list_runs(
         self,
         runs: NamedDependency[SyncRuns],
-        limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
-        offset: Annotated[int, Parameter(ge=0, description="runs to skip")] = 0,
+        limit: Annotated[int, page_size(MAX_RUNS_PAGE)] = 20,
+        offset: Offset = 0,
     ) -> OffsetPagination[SyncRunOut]:
         return await runs.page(limit=limit, offset=offset)
 
-    @get("/runs/{run_id:int}", summary="One sync run", responses=problems(400, 401, 404))
-    async def get_run(self, runs: NamedDependency[SyncRuns], run_id: FromPath[int]) -> SyncRunOut:
+    @get(
+        "/runs/{run_id:int}",
+        summary="One sync run",
+        responses=problems(400, 401, 404),
+        opt=allow(READ_SYNC),
+    )
+    async def get_run(self, runs: NamedDependency[SyncRuns], run_id: Id) -> SyncRunOut:
         return await runs.one(run_id)
 
     @get(
         "/status",
+        opt=allow(READ_SYNC),
         summary="Products waiting to be synced and the last run",
         responses=problems(401),
     )
@@ -66,10 +91,11 @@ class SyncController(Controller):
 
 @post(
     "/products",
+    opt=allow(RECEIVE),
     status_code=201,
     tags=["sync"],
     summary="Receive products (ekimo as the external API of another ekimo)",
-    request_max_body_size=MAX_RECEIVE_BODY,
+    request_max_body_size=None,  # read_body enforces MAX_RECEIVE_BODY, with a 413 all clients read
     responses=problems(400, 401, 413, 422),
 )
 async def receive_products(
@@ -77,7 +103,7 @@ async def receive_products(
 ) -> ReceiveResult:
     """Validate every item (422 naming the item and field, nothing applied), then upsert all:
     the latest `last_updated` wins, received products are stored as already synced."""
-    return await receiver.receive(db_session, await request.body())
+    return await receiver.receive(db_session, await read_body(request, MAX_RECEIVE_BODY))
 
 
 # A plain handler, not a Controller: Litestar 2.25 refuses a Controller whose path another

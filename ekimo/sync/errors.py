@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ekimo.errors import Conflict, NotFound, Problem
+from ekimo.errors import Conflict, NotFound, Problem, Unavailable
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,7 @@ class SyncAlreadyQueued(Conflict):
 
     def __init__(self) -> None:
         super().__init__("a sync is already queued")
+
+
+class DatabaseUnavailable(Unavailable):
+    """A sync run cut short by a database outage (the run is recorded `failed` if possible)."""

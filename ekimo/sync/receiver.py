@@ -15,6 +15,7 @@ from typing import Annotated
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ekimo.bounds import INSTANT_RULE, in_range
 from ekimo.products import writes
 from ekimo.sync.errors import InvalidPayload, ItemError, TooManyItems
 
@@ -79,6 +80,8 @@ def _canonical_values(rows: list[_CanonicalRow]) -> bool:
         and _all_match(_PRICES, [r.price for r in rows])
         and _all_match(_QUANTITIES, [r.quantity for r in rows])
         and len(set(barcodes)) == len(barcodes)
+        # Stored beyond year 9999 in UTC, a product could never be read back.
+        and all(in_range(r.last_updated) for r in rows)
     )
 
 
@@ -151,6 +154,8 @@ def _stamp(value: str) -> datetime:
         raise ValueError(
             f"{value!r} is not an ISO 8601 date-time (e.g. 2025-01-31T12:00:00Z)"
         ) from None
+    if not in_range(parsed):
+        raise ValueError(f"{value!r} {INSTANT_RULE}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)  # naive means UTC
     return parsed.astimezone(UTC)

@@ -11,6 +11,7 @@ import msgspec
 from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from sqlalchemy import func, update
 
 from ekimo.sync.errors import SyncRunNotFound
 from ekimo.sync.models import SyncRun
@@ -70,6 +71,21 @@ class SyncRuns(SQLAlchemyAsyncRepositoryService[SyncRun, SyncRunRepository]):
     """Sync runs on one session; the caller commits what `record` and `finish` write."""
 
     repository_type = SyncRunRepository
+
+    async def close_abandoned(self) -> int:
+        """Fail the runs left `running` by a process that died; the caller holds the run lock,
+        so none of them is still going. Returns how many were closed."""
+        result = await self.repository.session.execute(
+            update(SyncRun)
+            .where(SyncRun.status == "running")
+            .values(
+                status="failed",
+                error="interrupted: the process running it stopped; the next run sent the rest",
+                finished_at=func.now(),
+            )
+            .returning(SyncRun.id)
+        )
+        return len(result.all())
 
     async def record(self, summary: RunSummary) -> int:
         """Insert the run as `summary` has it; returns its id."""

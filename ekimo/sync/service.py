@@ -20,9 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ekimo.container import Container
+from ekimo.db import is_unavailable
 from ekimo.products import writes
 from ekimo.settings import Settings
 from ekimo.sync.client import Delivered, RetryPolicy, SyncAborted, SyncClient, Undelivered
+from ekimo.sync.errors import DatabaseUnavailable
 from ekimo.sync.runs import RunSummary, SyncRuns
 
 # pg_try_advisory_lock key of "a sync run is going on" (distinct from PRODUCTS_WRITE_LOCK).
@@ -30,6 +32,9 @@ SYNC_RUN_LOCK = 0x656B696D6F02
 # SQL: advisory locks have no ORM form; session-level, so they outlive the run's transactions.
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+# How long a run cut by an outage tries to record its end, and how often.
+FINISH_PATIENCE_S = 10.0
+FINISH_RETRY_S = 0.5
 # Batches in flight at once: the receiver works on one while the next is read and sent.
 DEFAULT_CONCURRENCY = 4
 
@@ -182,7 +187,9 @@ class SyncService:
             return int((await conn.execute(COUNT_PENDING)).scalar_one())
 
     async def run(self, trigger: str, on_progress: Progress | None = None) -> RunSummary:
-        """One sync run; returns its summary (also stored in `sync_runs`)."""
+        """One sync run; returns its summary (also stored in `sync_runs`). A database outage
+        ends the run `failed` with the reason when the row can still be written; otherwise the
+        next run closes it."""
         engine = self._container.engine
         started = time.monotonic()
         lock_conn = await engine.connect()
@@ -194,14 +201,24 @@ class SyncService:
             try:
                 return await self._locked_run(trigger, started, on_progress)
             finally:
-                await lock_conn.execute(UNLOCK, {"key": SYNC_RUN_LOCK})
-                await lock_conn.commit()
+                await self._unlock(lock_conn)
         except BaseException:
             # Unlock may not have run (cancelled): closing the connection releases the lock.
             await lock_conn.invalidate()
             raise
         finally:
             await lock_conn.close()
+
+    @staticmethod
+    async def _unlock(lock_conn: AsyncConnection) -> None:
+        try:
+            await lock_conn.execute(UNLOCK, {"key": SYNC_RUN_LOCK})
+            await lock_conn.commit()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The server dropped the connection, and the session lock with it.
+            await lock_conn.invalidate()
 
     async def _record_skipped(self, trigger: str, started: float) -> RunSummary:
         summary = RunSummary(
@@ -232,9 +249,12 @@ class SyncService:
         self, trigger: str, started: float, on_progress: Progress | None
     ) -> RunSummary:
         summary = RunSummary(id=0, status="running", trigger=trigger, started_at=datetime.now(UTC))
-        # Committed before the first batch: the run shows as `running` while it goes.
+        # Committed before the first batch: the run shows as `running` while it goes. Holding
+        # the lock, any other `running` row is a run whose process died: it is closed first.
         async with self._container.session() as session:
-            summary.id = await SyncRuns(session).record(summary)
+            runs = SyncRuns(session)
+            await runs.close_abandoned()
+            summary.id = await runs.record(summary)
             summary.pending_at_start = int((await session.execute(COUNT_PENDING)).scalar_one())
             await session.commit()
         client = SyncClient(self._container.http, self._settings, self._policy)
@@ -250,11 +270,35 @@ class SyncService:
         except SyncAborted as exc:
             summary.status = "failed"
             summary.error = str(exc)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            summary.status = "failed"
+            summary.error = (
+                "the database became unavailable during the run; what was acknowledged is "
+                "marked, the next run sends the rest"
+            )
+            summary.retries = client.retries
+            await self._finish_when_possible(summary, started)
+            raise DatabaseUnavailable(summary.error) from exc
         summary.retries = client.retries
         if summary.status == "running":
             summary.status, summary.error = self._verdict(summary)
         await self._finish(summary, started)
         return summary
+
+    async def _finish_when_possible(self, summary: RunSummary, started: float) -> None:
+        """Record the end of a run cut by an outage, trying for a short while; if the database
+        stays away, the row stays `running` until the next run closes it."""
+        deadline = time.monotonic() + FINISH_PATIENCE_S
+        while True:
+            try:
+                await self._finish(summary, started)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc) or time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(FINISH_RETRY_S)
 
     @staticmethod
     def _verdict(summary: RunSummary) -> tuple[str, str | None]:

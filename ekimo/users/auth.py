@@ -1,15 +1,20 @@
-"""Bearer-token authentication for every route, and the rate limit of POST /auth.
+"""Bearer-token authentication for every route, and the rate limit of POST /auth (which
+wrong API keys count against too: `WrongKeyLimit`).
 
-Every route needs `Authorization: Bearer <JWT>` except the OpenAPI pages (/docs*), /health and
-routes opted out with `exclude_from_auth=True` (POST /users, POST /auth). The authenticated
-`User` is `request.user` in handlers.
+Every route needs `Authorization: Bearer <JWT or API key>` except the OpenAPI pages (/docs*),
+/health and routes opted out with `exclude_from_auth=True` (POST /users, POST /auth). The
+caller's `Principal` is `request.user` in handlers; `guards.authorize` then checks the route's
+permission against its role.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from copy import copy
 from typing import Any
 
+import anyio
+from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
@@ -30,7 +35,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from ekimo.container import Container
 from ekimo.errors import Problem
 from ekimo.settings import Settings
-from ekimo.users.models import User
+from ekimo.users.principals import KEY_PREFIX, Principal, Principals
 from ekimo.users.security import InvalidTokenError, decode_access_token
 
 SECURITY_SCHEME = "OAuth2PasswordBearer"
@@ -53,10 +58,16 @@ class Unauthorized(Problem):
         super().__init__(detail, headers=_CHALLENGE)
 
 
-class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
-    """Decodes the HS256 JWT and loads its user; anything wrong is a 401 problem document."""
+class WrongApiKey(Unauthorized):
+    """An `ekimo_` key that resolves to nothing: unknown, expired, revoked, or its owner
+    changed. Counted like a wrong password (`WrongKeyLimit`)."""
 
-    def __init__(self, app: ASGIApp, container: Container) -> None:
+
+class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
+    """Resolves the bearer credential (a JWT or an `ekimo_` API key) to a `Principal`; anything
+    wrong is a 401 problem document. No database round trip while the principal is cached."""
+
+    def __init__(self, app: ASGIApp, container: Container, principals: Principals) -> None:
         super().__init__(
             app=app,
             exclude=EXCLUDE_PATHS,
@@ -64,47 +75,97 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
             scopes={ScopeType.HTTP, ScopeType.WEBSOCKET},
         )
         self.container = container
+        self.principals = principals
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(connection)
+        if token is None:
             raise Unauthorized(
                 "this endpoint needs 'Authorization: Bearer <token>'; get a token from POST /auth"
             )
-        secret = self.container.settings.secret_key
-        assert secret is not None, "the container fills the secret key"
-        try:
-            user_id = decode_access_token(token, secret)
-        except InvalidTokenError:
-            raise Unauthorized(
-                "the access token is invalid or expired; get a new one from POST /auth"
-            ) from None
-        async with self.container.session() as session:
-            user = await session.get(User, user_id)
-        if user is None:
-            raise Unauthorized("the access token's user no longer exists")
-        return AuthenticationResult(user=user, auth=token)
+        principal = await resolve_request(connection, self.principals, self.container, token)
+        return AuthenticationResult(user=principal, auth=token)
 
 
-class LoginRateLimitMiddleware(RateLimitMiddleware):
-    """Litestar's rate limiter, answering with a problem document and `Retry-After`."""
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, if the request has one."""
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+async def resolve(principals: Principals, container: Container, token: str) -> Principal:
+    """The principal of a bearer credential; `Unauthorized` when it is not (or no longer) valid."""
+    if token.startswith(KEY_PREFIX):
+        principal = await principals.for_key(token)
+        if principal is None:
+            raise WrongApiKey("the API key is invalid, expired or revoked")
+        return principal
+    secret = container.settings.secret_key
+    assert secret is not None, "the container fills the secret key"
+    try:
+        claims = decode_access_token(token, secret)
+    except InvalidTokenError:
+        raise Unauthorized(
+            "the access token is invalid or expired; get a new one from POST /auth"
+        ) from None
+    principal = await principals.for_token(claims.user_id, claims.version)
+    if principal is None:
+        raise Unauthorized(
+            "the access token is no longer valid (the account was changed, deactivated or "
+            "deleted); get a new one from POST /auth"
+        )
+    return principal
+
+
+async def resolve_request(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    principals: Principals,
+    container: Container,
+    token: str,
+) -> Principal:
+    """`resolve` for a request: a wrong API key is also counted against the address's login
+    attempts, and answers 429 instead of 401 once the address is over the limit."""
+    try:
+        return await resolve(principals, container, token)
+    except WrongApiKey:
+        wrong_keys = connection.app.state[WRONG_KEYS_STATE]
+        assert isinstance(wrong_keys, WrongKeyLimit)
+        await wrong_keys.count(connection)
+        raise
+
+
+class LimitMiddleware(RateLimitMiddleware):
+    """Litestar's rate limiter, answering with a problem document and `Retry-After`. Each
+    subclass counts apart (the store's keys carry the class name)."""
+
+    counted = "requests"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         except TooManyRequestsException as exc:
-            headers = dict(exc.headers or {})
-            retry_after = max(1, int(headers.get(self.config.rate_limit_reset_header_key, "60")))
-            headers["Retry-After"] = str(retry_after)
-            raise Problem(
-                f"at most {LOGIN_ATTEMPTS_PER_MINUTE} login attempts per minute from one "
-                f"address; try again in {retry_after} seconds",
-                status=429,
-                headers=headers,
-            ) from None
+            raise self.refusal(exc.headers) from None
+
+    def refusal(self, headers: Mapping[str, str] | None, counted: str | None = None) -> Problem:
+        """The 429 problem document, with `Retry-After` from the limiter's reset header."""
+        answer = dict(headers or {})
+        retry_after = max(1, int(answer.get(self.config.rate_limit_reset_header_key, "60")))
+        answer["Retry-After"] = str(retry_after)
+        return Problem(
+            f"at most {self.max_requests} {counted or self.counted} per minute from one "
+            f"address; try again in {retry_after} seconds",
+            status=429,
+            headers=answer,
+        )
+
+
+class LoginRateLimitMiddleware(LimitMiddleware):
+    counted = "login attempts"
 
 
 login_rate_limit = RateLimitConfig(
@@ -112,6 +173,41 @@ login_rate_limit = RateLimitConfig(
     store=RATE_LIMIT_STORE,
     middleware_class=LoginRateLimitMiddleware,
 )
+
+
+class WrongKeyLimit:
+    """Wrong API keys count against the address's login attempts (POST /auth's limit), so
+    guessing keys is throttled like guessing passwords.
+
+    Only a request whose key resolves to nothing touches the store: a valid credential costs no
+    round trip, and the limit is checked only for failing ones (a throttled address that holds
+    a valid key may still use it). The counting is the login limiter's own (its store, its key
+    `LoginRateLimitMiddleware::<address>`, its history format), so both fill one count.
+    """
+
+    def __init__(self) -> None:
+        # Never run as middleware: borrowed for its key, history and headers.
+        self._login = LoginRateLimitMiddleware(_not_called, login_rate_limit)
+        self._lock = anyio.Lock()
+
+    async def count(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """Count one wrong key of the connection's address; 429 if it is already over."""
+        login = self._login
+        app = connection.app
+        store = login_rate_limit.get_store_from_app(app)
+        key = login.cache_key_from_request(Request[Any, Any, Any](connection.scope))
+        async with self._lock:  # read, then extend: one request at a time in this process
+            history = await login.retrieve_cached_history(key, store)
+            if len(history.history) >= login.max_requests:
+                raise login.refusal(
+                    login.create_response_headers(history),
+                    counted="login attempts and wrong API keys",
+                )
+            await login.set_cached_history(key, history, store)
+
+
+async def _not_called(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("WrongKeyLimit's limiter is never called as middleware")
 
 
 def _rate_limit_namespace(settings: Settings) -> str:
@@ -151,11 +247,18 @@ def _security_scheme() -> Components:
 class AuthPlugin(InitPluginProtocol):
     def __init__(self, container: Container) -> None:
         self.container = container
+        self.principals = Principals(container)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.middleware.insert(
-            0, DefineMiddleware(BearerTokenMiddleware, container=self.container)
+            0,
+            DefineMiddleware(
+                BearerTokenMiddleware, container=self.container, principals=self.principals
+            ),
         )
+        # Handlers that change accounts or keys drop the cache (`principals_of`).
+        app_config.state[PRINCIPALS_STATE] = self.principals
+        app_config.state[WRONG_KEYS_STATE] = WrongKeyLimit()
         store = rate_limit_store(self.container)
         if store is not None:
             stores = app_config.stores
@@ -177,3 +280,14 @@ class AuthPlugin(InitPluginProtocol):
 
 def auth_plugin(container: Container) -> InitPluginProtocol:
     return AuthPlugin(container)
+
+
+PRINCIPALS_STATE = "ekimo_principals"
+WRONG_KEYS_STATE = "ekimo_wrong_keys"
+
+
+def principals_of(state: Any) -> Principals:
+    """The app's principal cache, from `request.app.state`."""
+    principals = state[PRINCIPALS_STATE]
+    assert isinstance(principals, Principals)
+    return principals

@@ -22,11 +22,16 @@ from litestar.openapi.spec import (
 from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 
+from ekimo.bounds import STORABLE_TEXT, STORABLE_TEXT_RULE, is_storable
 from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.errors import Problem
 from ekimo.problem_documents import problem_response
-from ekimo.users.auth import Unauthorized, login_rate_limit
+from ekimo.users import audit
+from ekimo.users.audit import Action
+from ekimo.users.auth import SECURITY_SCHEME, Unauthorized, login_rate_limit
+from ekimo.users.guards import PUBLIC
+from ekimo.users.registration import caller_of, registration_role, signup_rate_limit
 from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import (
     PASSWORD_RULE,
@@ -43,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _RULES = {"username": USERNAME_RULE, "password": PASSWORD_RULE}
 _MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
+_AT_FIELD = re.compile(r"at `\$\.(\w+)`")
 # Advanced Alchemy's provider: a `UserService` per request on the app's `db_session`.
 _SERVICES = {"users": Provide(create_service_provider(UserService))}
 
@@ -73,21 +79,39 @@ def _validation_as_422(request: Request[Any, Any, Any], exc: ValidationException
 
 @post(
     "/users",
+    opt=PUBLIC,
     tags=["accounts"],
     summary="Register an account",
     status_code=201,
-    responses=problems(400, 409, 422),
+    responses=problems(400, 401, 403, 409, 422, 429),
     exclude_from_auth=True,
-    security=[{}],
+    security=[{}, {SECURITY_SCHEME: []}],
     exception_handlers={ValidationException: _validation_as_422},
     dependencies=_SERVICES,
+    middleware=[signup_rate_limit.middleware],
 )
 async def register(
-    data: JSONBody[RegisterRequest], users: NamedDependency[UserService]
+    request: Request[Any, Any, Any],
+    data: JSONBody[RegisterRequest],
+    users: NamedDependency[UserService],
+    container: NamedDependency[Container],
 ) -> RegisterResponse:
-    """Create an account. 409 when the name exists (ignoring case); 422 names a field to fix."""
-    user = await users.register(data.username, data.password)
+    """Create an account. With `REGISTRATION=open` anyone may, and gets `REGISTRATION_ROLE`;
+    with `closed` only an admin (bearer token) may. Only an admin may choose `role`. The first
+    account of a database is an admin. 409 when the name exists (ignoring case); 422 names a
+    field to fix."""
+    caller = await caller_of(request, container)
+    role = registration_role(container.settings, caller, data.role)
+    user = await users.register(data.username, data.password, role)
     logger.info("account created: id=%s username=%s", user.id, user.username)
+    await audit.record(
+        container,
+        Action.SIGN_UP if caller is None else Action.USER_CREATED,
+        actor=caller,
+        actor_name=user.username if caller is None else None,
+        target=f"user:{user.id}",
+        details={"username": user.username, "role": user.role},
+    )
     return RegisterResponse(user=msgspec.convert(user, UserOut, from_attributes=True))
 
 
@@ -96,7 +120,7 @@ def _login_schema() -> Schema:
         type=OpenAPIType.OBJECT,
         required=["username", "password"],
         properties={
-            "username": Schema(type=OpenAPIType.STRING),
+            "username": Schema(type=OpenAPIType.STRING, pattern=STORABLE_TEXT),
             "password": Schema(type=OpenAPIType.STRING),
         },
     )
@@ -121,8 +145,8 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
         try:
             body = msgspec.json.decode(await request.body(), type=LoginRequest)
         except msgspec.ValidationError as exc:
-            missing = _MISSING_FIELD.search(str(exc))
-            field = missing.group(1) if missing else "body"
+            named = _MISSING_FIELD.search(str(exc)) or _AT_FIELD.search(str(exc))
+            field = named.group(1) if named else "body"
             raise InvalidInputError(field, f"login body: {exc}") from None
         except msgspec.DecodeError:
             raise InvalidInputError("body", "the body is not valid JSON") from None
@@ -134,6 +158,8 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
             value = form.get(field)
             if not isinstance(value, str):
                 raise InvalidInputError(field, f"{field} is required")
+            if field == "username" and not is_storable(value):
+                raise InvalidInputError(field, f"{field} {STORABLE_TEXT_RULE}")
             values.append(value)
         return values[0], values[1]
     raise Problem(
@@ -145,6 +171,7 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
 
 @post(
     "/auth",
+    opt=PUBLIC,
     tags=["accounts"],
     summary="Log in: get a bearer token",
     status_code=200,
@@ -164,9 +191,16 @@ async def login(
     username, password = await _credentials(request)
     user = await users.authenticate(username, password)
     if user is None:
+        await audit.record(
+            container, Action.LOGIN_FAILED, actor_name=username[:64], details=_client(request)
+        )
         raise Unauthorized("wrong username or password")
     access = issue_token(user, container.settings)
     return TokenResponse(access_token=access.token, expires_in=access.expires_in)
+
+
+def _client(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {"address": request.client.host if request.client else None}
 
 
 routes: list[ControllerRouterHandler] = [register, login]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ekimo.errors import Conflict, InvalidInput
+from ekimo.errors import Conflict, InvalidInput, NotFound
 from ekimo.users import security
 from ekimo.users.schemas import PASSWORD_RULE, USERNAME_PATTERN, USERNAME_RULE
 
@@ -37,6 +37,33 @@ class UsernameTakenError(Conflict):
             extra={"field": "username"},
         )
         self.username = username
+
+
+class UserNotFoundError(NotFound):
+    """404: no account has this id (or name)."""
+
+    def __init__(self, user: int | str) -> None:
+        what = f"id {user}" if isinstance(user, int) else f"the name {user!r}"
+        super().__init__(f"no account has {what}")
+        self.user = user
+
+
+class LastAdminError(Conflict):
+    """409: the change would leave no active admin, and nobody could manage accounts again."""
+
+    def __init__(self, username: str, change: str) -> None:
+        super().__init__(
+            f"{username} is the last active admin and cannot be {change}; make another account "
+            "an admin first"
+        )
+        self.username = username
+
+
+class WrongPasswordError(InvalidInputError):
+    """422 naming `current_password`: not a 401, since the caller's token itself is valid."""
+
+    def __init__(self) -> None:
+        super().__init__("current_password", "current_password is not the account's password")
 
 
 def is_username(username: str) -> bool:

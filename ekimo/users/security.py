@@ -64,10 +64,20 @@ class InvalidTokenError(Exception):
     """The token is malformed, not HS256, badly signed, expired or lacks a claim."""
 
 
-def create_access_token(user_id: int, secret: str, lifetime: timedelta) -> AccessToken:
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: int
+    # The account's token_version when the token was issued (absent in a token: 0).
+    version: int
+
+
+def create_access_token(
+    user_id: int, version: int, secret: str, lifetime: timedelta
+) -> AccessToken:
     now = datetime.now(UTC).replace(microsecond=0)
     claims = {
         "sub": str(user_id),
+        "ver": version,
         "iat": now,
         "exp": now + lifetime,
         "jti": secrets.token_urlsafe(16),
@@ -76,8 +86,8 @@ def create_access_token(user_id: int, secret: str, lifetime: timedelta) -> Acces
     return AccessToken(token=token, expires_in=int(lifetime.total_seconds()))
 
 
-def decode_access_token(token: str, secret: str) -> int:
-    """The user id in a valid token; raises `InvalidTokenError` otherwise."""
+def decode_access_token(token: str, secret: str) -> TokenClaims:
+    """The claims of a valid token; raises `InvalidTokenError` otherwise."""
     try:
         claims = jwt.decode(  # pyright: ignore[reportUnknownMemberType]
             token,
@@ -91,6 +101,9 @@ def decode_access_token(token: str, secret: str) -> int:
             raise InvalidTokenError("subject is not a user id")
         if len(subject) > 18:
             raise InvalidTokenError("subject is not a user id")
-        return int(subject)
+        version = claims.get("ver", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidTokenError("ver is not a token version")
+        return TokenClaims(user_id=int(subject), version=version)
     except jwt.InvalidTokenError as exc:
         raise InvalidTokenError(str(exc)) from None

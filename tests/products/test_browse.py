@@ -59,7 +59,7 @@ async def test_limit_out_of_range_is_a_problem(
     client: Client, auth_headers: dict[str, str], limit: int
 ) -> None:
     response = await client.get("/products", params={"limit": limit}, headers=auth_headers)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "limit" in response.text
 
@@ -122,7 +122,7 @@ async def test_filters(client: Client, auth_headers: dict[str, str], container: 
         ({"sort": "colour"}, "sort"),
         ({"sort": "name,,barcode"}, "sort"),
         ({"sort": "name,-name"}, "sort"),
-        ({"offset": "-1"}, "offset"),
+        ({"offset": "many"}, "offset"),
     ],
 )
 async def test_bad_filters_are_problems(

@@ -64,7 +64,7 @@ async def test_runs_are_listed_newest_first_and_paginated(
     assert [r["id"] for r in rest.json()["items"]] == [ids[0]]
 
     bad = await client.get("/sync/runs", params={"limit": 0}, headers=auth_headers)
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
 
 

@@ -12,14 +12,16 @@ from litestar import Request, get
 from ekimo.container import Container
 from ekimo.entry.app import create_app
 from ekimo.settings import Settings
-from ekimo.users.models import User
+from ekimo.users.guards import allow
+from ekimo.users.principals import Principal
+from ekimo.users.roles import OWN_ACCOUNT
 from tests.conftest import serve
 
 WHOAMI = "/test-only/whoami"
 
 
-@get(WHOAMI)
-async def whoami(request: Request[User, Any, Any]) -> dict[str, Any]:
+@get(WHOAMI, opt=allow(OWN_ACCOUNT))
+async def whoami(request: Request[Principal, Any, Any]) -> dict[str, Any]:
     return {"id": request.user.id, "username": request.user.username}
 
 

@@ -31,7 +31,8 @@ def _check_token_body(body: dict[str, Any], user_id: int) -> None:
     header = jwt.get_unverified_header(body["access_token"])
     assert header["alg"] == "HS256"
     claims = jwt.decode(body["access_token"], TEST_SECRET, algorithms=["HS256"])
-    assert set(claims) == {"sub", "iat", "exp", "jti"}
+    # `ver`: the account's token version, so a change of the account ends its tokens.
+    assert set(claims) == {"sub", "ver", "iat", "exp", "jti"}
     assert claims["sub"] == str(user_id)
     assert claims["exp"] - claims["iat"] == 30 * 60
     assert abs(claims["iat"] - datetime.now(UTC).timestamp()) < 60

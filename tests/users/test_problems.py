@@ -68,9 +68,15 @@ async def test_the_validation_422_does_not_depend_on_middleware_around_the_route
         async with container.session() as session:
             yield session
 
+    def provide_container() -> Container:
+        return container
+
     app = Litestar(
         [register],
-        dependencies={"db_session": Provide(db_session)},
+        dependencies={
+            "db_session": Provide(db_session),
+            "container": Provide(provide_container, sync_to_thread=False),
+        },
         signature_namespace={"AsyncSession": AsyncSession},
         plugins=[problem_details_plugin()],
     )

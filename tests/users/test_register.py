@@ -26,7 +26,7 @@ async def test_register_returns_the_user_without_password(
     assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) == {"user"}
-    assert set(body["user"]) == {"id", "username", "created_at"}
+    assert set(body["user"]) == {"id", "username", "role", "active", "created_at"}
     assert body["user"]["username"] == "alice"
     assert PASSWORD not in response.text
     assert PASSWORD not in caplog.text

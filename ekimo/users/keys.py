@@ -1,0 +1,152 @@
+"""API keys: credentials for machines, each with a role of its own, at most its owner's.
+
+`ApiKeyService` is an Advanced Alchemy repository service on `ApiKey`, shared by the API
+(injected per request) and the CLI (made on the command's session). The secret is returned
+once, by `create_key`; only its SHA-256 is stored, so a database dump reveals no usable key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import msgspec
+from advanced_alchemy.filters import LimitOffset, OrderBy, StatementFilter
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from sqlalchemy import ColumnElement, select
+
+from ekimo.errors import NotFound, Problem
+from ekimo.users.models import ApiKey, User
+from ekimo.users.principals import KEY_PREFIX, secret_hash
+from ekimo.users.roles import Role, may_grant
+from ekimo.users.rules import InvalidInputError
+from ekimo.users.schemas import ApiKeyOut
+
+# 32 random bytes (256 bits): guessing is hopeless, so a fast hash (SHA-256) suffices.
+SECRET_BYTES = 32
+# Listings show this much of the secret: "ekimo_" and 6 random characters, enough to tell a
+# user's keys apart and far too little to help guess one.
+PREFIX_CHARS = 12
+MAX_NAME_CHARS = 100
+
+
+class RoleNotGrantable(Problem):
+    """403: the key would have more power than the account it belongs to."""
+
+    status = 403
+
+
+class OwnerInactive(Problem):
+    """An inactive (or vanished) account cannot own a new key: it would be refused anyway."""
+
+    status = 403
+
+
+def new_secret() -> str:
+    """A fresh key secret: `ekimo_` and 32 random bytes, URL-safe base64 (43 characters)."""
+    return KEY_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+
+
+def check_expiry(expires_at: datetime | None, now: datetime | None = None) -> datetime | None:
+    """`expires_at` as an aware UTC instant (naive means UTC); 422 unless it is in the future."""
+    if expires_at is None:
+        return None
+    moment = expires_at if expires_at.tzinfo is not None else expires_at.replace(tzinfo=UTC)
+    if moment <= (now or datetime.now(UTC)):
+        raise InvalidInputError("expires_at", "expires_at must be in the future")
+    return moment.astimezone(UTC)
+
+
+def check_name(name: str) -> str:
+    cleaned = name.strip()
+    if not 1 <= len(cleaned) <= MAX_NAME_CHARS:
+        raise InvalidInputError(
+            "name", f"name must be 1 to {MAX_NAME_CHARS} characters, not only spaces"
+        )
+    return cleaned
+
+
+class ApiKeyRepository(SQLAlchemyAsyncRepository[ApiKey]):
+    model_type = ApiKey
+
+
+class ApiKeyService(SQLAlchemyAsyncRepositoryService[ApiKey, ApiKeyRepository]):
+    """Works in the caller's session; `create_key` and `revoke` commit."""
+
+    repository_type = ApiKeyRepository
+    # Two queries: the total stays right on a page past the end.
+    count_with_window_function = False
+
+    async def create_key(
+        self, owner_id: int, name: str, role: Role, expires_at: datetime | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key of `owner_id` and its secret (the only time the secret exists in clear).
+
+        The owner's role and token version are read here, not taken from a cached principal:
+        the key must not outrank the account as it is now, and it records the version it was
+        made under, so any later change of the owner (role, active, password) ends it.
+        """
+        name = check_name(name)
+        expires_at = check_expiry(expires_at)
+        owner = await self.repository.session.get(User, owner_id)
+        if owner is None or not owner.active:
+            raise OwnerInactive("an inactive account cannot own API keys")
+        owner_role = Role(owner.role)
+        if not may_grant(owner_role, role):
+            raise RoleNotGrantable(
+                f"an API key's role may not exceed its owner's: an account with the "
+                f"{owner_role} role cannot create a key with the {role} role",
+                extra={"field": "role"},
+            )
+        secret = new_secret()
+        key = ApiKey(
+            user_id=owner.id,
+            name=name,
+            role=role.value,
+            prefix=secret[:PREFIX_CHARS],
+            secret_hash=secret_hash(secret),
+            user_token_version=owner.token_version,
+            expires_at=expires_at,
+        )
+        key = await self.create(key, auto_commit=True, auto_refresh=True)
+        return key, secret
+
+    async def page(
+        self, *, owner_id: int | None, limit: int, offset: int
+    ) -> OffsetPagination[ApiKeyOut]:
+        """The keys of `owner_id` (every key when None), newest first."""
+        filters: list[StatementFilter | ColumnElement[bool]] = []
+        if owner_id is not None:
+            filters.append(ApiKey.user_id == owner_id)
+        keys, total = await self.get_many_and_count(
+            *filters,
+            OrderBy(field_name="id", sort_order="desc"),
+            LimitOffset(limit=limit, offset=offset),
+        )
+        return OffsetPagination(
+            items=[as_out(key) for key in keys], total=total, limit=limit, offset=offset
+        )
+
+    async def with_owners(self) -> list[tuple[ApiKey, str]]:
+        """Every key with its owner's name, oldest first (the CLI's listing)."""
+        keys = await self.get_many(OrderBy(field_name="id", sort_order="asc"))
+        owners = select(User.id, User.username).where(User.id.in_({k.user_id for k in keys}))
+        names = {row.id: row.username for row in await self.repository.session.execute(owners)}
+        return [(key, names.get(key.user_id, "?")) for key in keys]
+
+    async def revoke(self, key_id: int, *, owner_id: int | None) -> ApiKey:
+        """Delete the key (only one of `owner_id`'s when given). 404 when there is none: a
+        key of someone else is not found, so ids reveal nothing about others' keys."""
+        filters: list[ColumnElement[bool]] = [ApiKey.id == key_id]
+        if owner_id is not None:
+            filters.append(ApiKey.user_id == owner_id)
+        key = await self.get_one_or_none(*filters)
+        if key is None:
+            raise NotFound(f"there is no API key {key_id}")
+        await self.delete(key.id, auto_commit=True)
+        return key
+
+
+def as_out(key: ApiKey) -> ApiKeyOut:
+    return msgspec.convert(key, ApiKeyOut, from_attributes=True)

@@ -1,0 +1,167 @@
+"""Who is calling: a token's or an API key's account and role, resolved through a short
+per-process cache, so a request costs no database round trip while a change to an account
+(role, active, password) or a revoked key still takes effect within `CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from ekimo.container import Container
+from ekimo.users.models import ApiKey, User
+from ekimo.users.roles import Role
+
+logger = logging.getLogger(__name__)
+
+# A change made in another process is seen within this time (the issue's promise is 5 s).
+CACHE_SECONDS = 2.0
+# `last_used_at` of a key is written at most this often, off the request's path.
+LAST_USED_EVERY_S = 60.0
+KEY_PREFIX = "ekimo_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of a request: an account, or an API key acting with its own role."""
+
+    user_id: int
+    username: str
+    role: Role
+    key_id: int | None = None
+
+    @property
+    def id(self) -> int:
+        """The account's id (what `request.user.id` meant before keys existed)."""
+        return self.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    username: str
+    role: Role
+    active: bool
+    token_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    key_id: int
+    user_id: int
+    role: Role
+    user_token_version: int
+    expires_at: datetime | None
+
+
+def secret_hash(secret: str) -> str:
+    """How a key's secret is stored: its SHA-256 (the secret is random, so no salt or bcrypt)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class Principals:
+    """Resolves tokens and keys to principals; one per app process."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+        self._accounts: dict[int, tuple[float, _Account | None]] = {}
+        self._keys: dict[str, tuple[float, _Key | None]] = {}
+        self._key_used: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def forget(self) -> None:
+        """Drop every cached entry (a change made by this process applies at once)."""
+        self._accounts.clear()
+        self._keys.clear()
+
+    async def for_token(self, user_id: int, token_version: int) -> Principal | None:
+        """The principal of a valid token, or None when its account is gone, inactive or
+        changed since the token was issued."""
+        account = await self._account(user_id)
+        if account is None or not account.active or account.token_version != token_version:
+            return None
+        return Principal(user_id=user_id, username=account.username, role=account.role)
+
+    async def for_key(self, secret: str) -> Principal | None:
+        """The principal of a valid API key, or None (unknown, expired, revoked, or its owner
+        inactive or changed since the key was made)."""
+        digest = secret_hash(secret)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is None or cached[0] < now:
+            cached = (now + CACHE_SECONDS, await self._load_key(digest))
+            self._keys[digest] = cached
+        key = cached[1]
+        if key is None or (key.expires_at is not None and key.expires_at <= datetime.now(UTC)):
+            return None
+        account = await self._account(key.user_id)
+        if account is None or not account.active:
+            return None
+        if account.token_version != key.user_token_version:
+            return None
+        self._note_use(key.key_id, now)
+        return Principal(
+            user_id=key.user_id, username=account.username, role=key.role, key_id=key.key_id
+        )
+
+    async def _account(self, user_id: int) -> _Account | None:
+        now = time.monotonic()
+        cached = self._accounts.get(user_id)
+        if cached is None or cached[0] < now:
+            cached = (now + CACHE_SECONDS, await self._load_account(user_id))
+            self._accounts[user_id] = cached
+        return cached[1]
+
+    async def _load_account(self, user_id: int) -> _Account | None:
+        statement = select(User.username, User.role, User.active, User.token_version).where(
+            User.id == user_id
+        )
+        async with self._container.engine.connect() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+        if row is None:
+            return None
+        return _Account(
+            username=row.username,
+            role=Role(row.role),
+            active=row.active,
+            token_version=row.token_version,
+        )
+
+    async def _load_key(self, digest: str) -> _Key | None:
+        statement = select(
+            ApiKey.id, ApiKey.user_id, ApiKey.role, ApiKey.user_token_version, ApiKey.expires_at
+        ).where(ApiKey.secret_hash == digest)
+        async with self._container.engine.connect() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+        if row is None:
+            return None
+        return _Key(
+            key_id=row.id,
+            user_id=row.user_id,
+            role=Role(row.role),
+            user_token_version=row.user_token_version,
+            expires_at=row.expires_at,
+        )
+
+    def _note_use(self, key_id: int, now: float) -> None:
+        if now - self._key_used.get(key_id, -LAST_USED_EVERY_S) < LAST_USED_EVERY_S:
+            return
+        self._key_used[key_id] = now
+        task = asyncio.create_task(self._write_last_used(key_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_last_used(self, key_id: int) -> None:
+        try:
+            async with self._container.engine.begin() as conn:
+                await conn.execute(
+                    update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=datetime.now(UTC))
+                )
+        except Exception:
+            # Bookkeeping only: a failed write never fails the request that used the key.
+            logger.warning("could not record the use of API key %s", key_id, exc_info=True)

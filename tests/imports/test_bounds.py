@@ -1,0 +1,47 @@
+"""Ids beyond what PostgreSQL stores name no import: 404, never a server error (issue 15)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+Client = httpx.AsyncClient
+
+BIGINT_BOUND = "Expected `int` <= 9223372036854775807"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/imports/207431153568281133056", "/imports/77974765865204580352/errors.csv"],
+)
+async def test_an_id_beyond_bigint_is_a_404(
+    client: Client, auth_headers: dict[str, str], path: str
+) -> None:
+    response = await client.get(path, headers=auth_headers)
+
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json() == {
+        "status": 404,
+        "title": "Not Found",
+        "detail": f"nothing at {path} (import_id: {BIGINT_BOUND})",
+        "extra": [{"message": BIGINT_BOUND, "key": "import_id", "source": "path"}],
+    }
+
+
+@pytest.mark.parametrize("import_id", ["0", "-1", "9223372036854775807"])
+async def test_an_id_at_or_past_the_ends_of_the_range_is_a_404(
+    client: Client, auth_headers: dict[str, str], import_id: str
+) -> None:
+    response = await client.get(f"/imports/{import_id}", headers=auth_headers)
+    assert response.status_code == 404, response.text
+
+
+async def test_a_page_offset_beyond_bigint_is_a_422(
+    client: Client, auth_headers: dict[str, str]
+) -> None:
+    response = await client.get("/imports", params={"offset": 2**63}, headers=auth_headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["extra"] == [
+        {"message": BIGINT_BOUND, "key": "offset", "source": "query"}
+    ]
