@@ -15,7 +15,8 @@ class Outage:
     def __init__(self, server_url: str, url: str) -> None:
         self.server_url = server_url
         self.url = url
-        self.name = url.rsplit("/", 1)[1].split("?")[0]
+        # The path's last part, before any query (the embedded server's URL has `?host=/...`).
+        self.name = url.partition("?")[0].rsplit("/", 1)[1]
 
     async def cut(self) -> None:
         await admin_execute(

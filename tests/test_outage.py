@@ -62,13 +62,15 @@ async def test_requests_during_an_outage_are_503_and_the_service_recovers(
             assert imported.json()["created"] == 2
 
 
-def test_the_cli_says_the_database_is_unavailable_in_one_line(cli_env: dict[str, str]) -> None:
+def test_the_cli_says_the_database_is_unavailable_without_a_traceback(
+    cli_env: dict[str, str],
+) -> None:
     # A port nobody listens on: the database cannot be reached at all.
     env = {**cli_env, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/ekimo"}
     started = time.monotonic()
     result = run_cli(env, "sync")
     assert result.returncode == 1, result.stderr
-    assert "database is unavailable" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # The answer is the last line (the PostgreSQL queue's pool logs its failed attempts first).
+    assert "database is unavailable" in result.stderr.strip().splitlines()[-1], result.stderr
     assert time.monotonic() - started < 60
