@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-Client = httpx.AsyncClient
+from tests.problems import BIGINT_BOUND, problem_of
 
-BIGINT_BOUND = "Expected `int` <= 9223372036854775807"
+Client = httpx.AsyncClient
 
 
 @pytest.mark.parametrize(
@@ -19,9 +19,7 @@ async def test_an_id_beyond_bigint_is_a_404(
 ) -> None:
     response = await client.get(path, headers=auth_headers)
 
-    assert response.status_code == 404, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 404) == {
         "status": 404,
         "title": "Not Found",
         "detail": f"nothing at {path} (import_id: {BIGINT_BOUND})",

@@ -13,11 +13,10 @@ import pytest
 from ekimo.container import Container
 from ekimo.errors import Unavailable
 from ekimo.products import export
+from tests.problems import NO_NUL, problem_of
 from tests.products.conftest import insert_products, numbered
 
 Client = httpx.AsyncClient
-
-NO_NUL = "Expected `str` matching regex '^[^\\\\x00]*$'"
 
 
 async def test_a_nul_in_the_name_filter_is_a_422(
@@ -27,9 +26,7 @@ async def test_a_nul_in_the_name_filter_is_a_422(
 
     response = await client.get(url, headers=auth_headers)
 
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": f"Validation failed for GET {url}: q: {NO_NUL}",
@@ -44,9 +41,7 @@ async def test_an_export_with_a_nul_in_the_name_filter_is_a_422_before_any_byte(
 
     response = await client.get("/products/export?q=%00", headers=auth_headers)
 
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": f"Validation failed for GET /products/export?q=%00: q: {NO_NUL}",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-Client = httpx.AsyncClient
+from tests.problems import BIGINT_BOUND, problem_of
 
-BIGINT_BOUND = "Expected `int` <= 9223372036854775807"
+Client = httpx.AsyncClient
 
 
 async def test_a_run_id_beyond_bigint_is_a_404(
@@ -17,9 +17,7 @@ async def test_a_run_id_beyond_bigint_is_a_404(
 
     response = await client.get(path, headers=auth_headers)
 
-    assert response.status_code == 404, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 404) == {
         "status": 404,
         "title": "Not Found",
         "detail": f"nothing at {path} (run_id: {BIGINT_BOUND})",
@@ -34,9 +32,7 @@ async def test_an_offset_beyond_bigint_is_a_422(
 
     response = await client.get(url, headers=auth_headers)
 
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": f"Validation failed for GET {url}: offset: {BIGINT_BOUND}",
