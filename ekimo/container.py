@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ekimo import db, embedded
 from ekimo.settings import Settings
+from ekimo.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class Container:
         self._queue: Queue | None = None
         self._http: httpx.AsyncClient | None = None
         self._redis: Redis | None = None
+        # The process's graceful stop, begun by the server's or the worker's signal handling.
+        self.shutdown = Shutdown(settings.shutdown_grace_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,12 +147,51 @@ class Container:
             yield session
 
 
+# After their jobs finish, SAQ marks them complete: a short step not to be cancelled midway.
+JOB_BOOKKEEPING_SECONDS = 5.0
+
+
 class ContainerWorker(Worker[Any]):
-    """A SAQ worker that carries the container its jobs use (see `container_of`)."""
+    """A SAQ worker that carries the container its jobs use (see `container_of`), and stops
+    gracefully: no new job is taken, running jobs get the container's shutdown grace, then
+    SAQ cancels what is left and puts those jobs back on the queue."""
 
     def __init__(self, container: Container, **options: Any) -> None:
-        super().__init__(container.queue, **options)
+        # `stop` waits for the jobs itself and cancels what is left before SAQ's own stop, whose
+        # grace then only sees finished tasks (it would wait for its idle loops, and warn).
+        super().__init__(container.queue, shutdown_grace_period_s=1, **options)
         self.container = container
+
+    async def stop(self) -> None:
+        shutdown = self.container.shutdown
+        self.event.set()  # SAQ takes no new job once its event is set
+        jobs = dict(self.job_task_contexts)
+        if jobs:
+            logger.info("waiting up to %.0f s for %d job(s)", shutdown.remaining(), len(jobs))
+            await asyncio.wait([c["task"] for c in jobs.values()], timeout=shutdown.remaining())
+            deadline = time.monotonic() + JOB_BOOKKEEPING_SECONDS
+            finished = [job for job, c in jobs.items() if c["task"].done()]
+            while any(job in self.job_task_contexts for job in finished):
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.05)
+        # Jobs still running are cancelled: SAQ puts them back on the queue.
+        leftover = list(self.tasks)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            await asyncio.wait(leftover, timeout=self._cancellation_hard_deadline_s)
+        await super().stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
+
+def worker_stopping(ctx: Context) -> bool:
+    """True when the job's worker is stopping: a job cancelled now goes back on the queue."""
+    worker = ctx["worker"]
+    return isinstance(worker, ContainerWorker) and worker.stopping
 
 
 def container_of(ctx: Context) -> Container:

@@ -58,7 +58,23 @@ class Conflict(Problem):
     status = 409
 
 
+# How long a client should wait before trying again after a 503.
+RETRY_AFTER_SECONDS = 5
+
+
 class Unavailable(Problem):
-    """A dependency (the queue, the database) cannot take the request now: try again later."""
+    """A dependency (the queue, the database) cannot take the request now, or the process is
+    stopping: try again later (every 503 says when, in `Retry-After`)."""
 
     status = 503
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        title: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+        super().__init__(detail, title=title, extra=extra, headers=retry)

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     registration_role: Literal["viewer", "editor", "admin", "receiver"] = "editor"
     # Where the embedded server keeps its data and the generated secret key.
     state_dir: Path = Path(".ekimo")
+    # On SIGTERM/SIGINT, how long requests and jobs in flight may run before they are cut.
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
     # SAQ queue name; separate names keep test runs sharing one Redis apart.
     queue_name: str = "ekimo"
 

@@ -7,9 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from importlib.metadata import version
+from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from saq import Worker
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ekimo import docs, health
@@ -29,6 +31,12 @@ from ekimo.users.keys_controller import routes as key_routes
 logger = logging.getLogger(__name__)
 
 
+async def _stop_on_shutdown(container: Container, saq_worker: Worker[Any]) -> None:
+    """Jobs get the shutdown grace alongside the requests, not after the last one ends."""
+    await container.shutdown.wait_begun()
+    await saq_worker.stop()
+
+
 def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
     """Build the app on `container`. A container not yet started starts with the app and stops
     with it; a running one (a test's, shared by several apps) is borrowed as it is."""
@@ -43,9 +51,14 @@ def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
                 return
             saq_worker = worker.create_worker(container, handle_signals=False)
             task = asyncio.create_task(saq_worker.start(), name="saq-worker")
+            stopper = asyncio.create_task(_stop_on_shutdown(container, saq_worker))
             try:
                 yield
             finally:
+                if container.shutdown.begun:
+                    await stopper  # the worker has been stopping since the signal
+                else:
+                    stopper.cancel()
                 await saq_worker.stop()
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -40,21 +40,19 @@ def serve(
     ] = True,
 ) -> None:
     """Run the HTTP API (and, unless --no-worker, the background worker)."""
-    import uvicorn
-
     from ekimo import embedded
     from ekimo.container import Container
     from ekimo.entry.app import create_app
+    from ekimo.entry.server import run_server
     from ekimo.logs import access_log_middleware, configure_logging
 
     settings = settings_or_exit()
     configure_logging()
-    embedded.stop_on_signals()  # uvicorn re-raises SIGTERM after its shutdown: atexit never runs
-    litestar_app = create_app(Container(settings), run_worker=worker)
+    embedded.stop_on_signals()  # SIGHUP and SIGQUIT end the process without `atexit`
+    container = Container(settings)
+    litestar_app = create_app(container, run_worker=worker)
     console.print(f"ekimo on [bold]http://{host}:{port}[/] — API docs at http://{host}:{port}/docs")
-    uvicorn.run(
-        access_log_middleware(litestar_app), host=host, port=port, log_config=None, access_log=False
-    )
+    run_server(access_log_middleware(litestar_app), container, host, port)
 
 
 @app.command("worker")
@@ -72,13 +70,22 @@ def run_worker(
     from ekimo import embedded
     from ekimo.entry.worker import create_worker
     from ekimo.logs import configure_logging
+    from ekimo.shutdown import on_stop_signals
 
     configure_logging()
-    embedded.stop_on_signals()  # SIGHUP, SIGQUIT, SIGTERM before SAQ takes it: no atexit
+    embedded.stop_on_signals()  # SIGHUP, SIGQUIT (and SIGTERM during start-up): no atexit
 
     async def work(container: Container) -> None:
+        saq_worker = create_worker(container, schedule=schedule, handle_signals=False)
+
+        def stop() -> None:
+            container.shutdown.begin()
+            saq_worker.event.set()  # `start` returns and stops the worker gracefully
+
+        on_stop_signals(stop)
         console.print("ekimo worker started; Ctrl+C stops it")
-        await create_worker(container, schedule=schedule).start()
+        await saq_worker.start()
+        console.print("ekimo worker stopped")
 
     run_in_container(work)
 

@@ -39,8 +39,12 @@ def create_worker(
         # PostgreSQL queue: also poll, so a NOTIFY lost in a race never strands a job.
         # (Redis blocks on its list and ignores this.)
         poll_interval=1.0,
+        # A job cancelled at the end of the shutdown grace records why (an import goes back to
+        # `queued`): give that bookkeeping time before SAQ gives up on it.
+        cancellation_hard_deadline_s=10.0,
     )
     if not handle_signals:
-        # Inside `ekimo serve`, uvicorn owns SIGINT/SIGTERM and stops the worker itself.
+        # Its process owns SIGINT/SIGTERM (uvicorn in `ekimo serve`, the `worker` command) and
+        # stops the worker itself, beginning the container's shutdown first.
         saq_worker.SIGNALS = []
     return saq_worker

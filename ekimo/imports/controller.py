@@ -138,8 +138,11 @@ async def import_products(
                 status_code=202,
                 headers={"Location": location},
             )
-        report = await ImportService(container).run(
-            upload.file, upload.filename or "", options, user_id=user_id, username=username
+        # On SIGTERM the import gets the shutdown grace; past it, it is rolled back (503).
+        report = await container.shutdown.cut_at_deadline(
+            ImportService(container).run(
+                upload.file, upload.filename or "", options, user_id=user_id, username=username
+            )
         )
     if report.status == "rejected":
         raise ImportRejected(report)

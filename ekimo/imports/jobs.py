@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import IO, Any
 
 from saq import CronJob
 from saq.types import Context, Function
 
-from ekimo.container import Container, container_of
+from ekimo.container import Container, container_of, worker_stopping
 from ekimo.imports import history
 from ekimo.imports.errors import NOT_QUEUED_MESSAGE, FileProblem, ImportFailed, ImportNotQueued
 from ekimo.imports.readers import file_format
@@ -55,6 +56,12 @@ WHERE status = 'running' AND NOT EXISTS (
         AND l.objsubid = 2
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 """
+
+# A job cut by its worker's stop: SAQ queues it again, and the import waits for it as it was.
+REQUEUE_ROW = """
+UPDATE imports SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'running'
+"""
+CANCELLED_MESSAGE = "the import was cancelled before it finished, nothing was written"
 
 FAIL_ROW = """
 UPDATE imports SET status = $2, errors = $3::jsonb, errors_total = 1, finished_at = now(),
@@ -124,12 +131,14 @@ async def import_products_file(ctx: Context, *, import_id: int) -> dict[str, Any
             logger.warning("import %s is being imported by another worker", import_id)
             return {"import_id": import_id, "status": "skipped"}
         try:
-            return await _import_queued(container, conn, import_id)
+            return await _import_queued(container, conn, import_id, lambda: worker_stopping(ctx))
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1, $2)", IMPORT_RUN_LOCK, import_id)
 
 
-async def _import_queued(container: Container, conn: Any, import_id: int) -> dict[str, Any]:
+async def _import_queued(
+    container: Container, conn: Any, import_id: int, stopping: Callable[[], bool]
+) -> dict[str, Any]:
     row = await conn.fetchrow(
         "UPDATE imports SET status = 'running', started_at = now(), updated_at = now() "
         "WHERE id = $1 AND status = 'queued' "
@@ -142,6 +151,7 @@ async def _import_queued(container: Container, conn: Any, import_id: int) -> dic
     options = ImportOptions(dry_run=row["dry_run"], on_error=row["on_error"])
     source = await history.load_upload(conn, import_id)
     done = [0]
+    requeued = False
     progress_task = asyncio.create_task(_report_progress(container, import_id, done))
     try:
         report = await ImportService(container).run(
@@ -157,6 +167,15 @@ async def _import_queued(container: Container, conn: Any, import_id: int) -> dic
     except (ImportFailed, FileProblem) as exc:
         await _fail(conn, import_id, "rejected", exc.message)
         status = "rejected"
+    except asyncio.CancelledError:
+        # Its own transaction has rolled back; the stored file stays for the next attempt.
+        requeued = stopping()
+        if requeued:
+            await conn.execute(REQUEUE_ROW, import_id)
+            logger.info("import %s: the worker is stopping; queued again", import_id)
+        else:
+            await _fail(conn, import_id, "failed", CANCELLED_MESSAGE)
+        raise
     except BaseException as exc:
         await _fail(conn, import_id, "failed", f"the import failed: {type(exc).__name__}")
         raise
@@ -166,9 +185,12 @@ async def _import_queued(container: Container, conn: Any, import_id: int) -> dic
             await progress_task
         source.close()
         await conn.execute(
-            "UPDATE import_uploads SET rows_done = $2 WHERE import_id = $1", import_id, done[0]
+            "UPDATE import_uploads SET rows_done = $2 WHERE import_id = $1",
+            import_id,
+            0 if requeued else done[0],
         )
-        await conn.execute("DELETE FROM import_upload_chunks WHERE import_id = $1", import_id)
+        if not requeued:
+            await conn.execute("DELETE FROM import_upload_chunks WHERE import_id = $1", import_id)
     return {"import_id": import_id, "status": status}
 
 

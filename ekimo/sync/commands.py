@@ -34,6 +34,10 @@ def sync_command(
     from ekimo.users import audit
 
     async def work(container: Container) -> RunSummary:
+        from ekimo.shutdown import on_stop_signals
+
+        # Ctrl+C or SIGTERM: the batches in flight finish, the run records why it stopped.
+        on_stop_signals(container.shutdown.begin)
         summary = await _run(container, as_json)
         # An operator's run from a shell: no account, so the trail names the command.
         await audit.record(

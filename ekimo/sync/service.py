@@ -100,6 +100,9 @@ RECORD_REJECTION = text(
 )
 
 
+STOPPED_MESSAGE = "stopped early: ekimo was shutting down; the next run sends the rest"
+
+
 class _Envelope(msgspec.Struct):
     products: list[msgspec.Raw]
 
@@ -284,6 +287,8 @@ class SyncService:
         summary.retries = client.retries
         if summary.status == "running":
             summary.status, summary.error = self._verdict(summary)
+        elif summary.error == STOPPED_MESSAGE and summary.acknowledged:
+            summary.status = "partial"
         await self._finish(summary, started)
         return summary
 
@@ -342,6 +347,11 @@ class SyncService:
 
         async def produce() -> None:
             async for batch in self._batches():
+                if self._container.shutdown.begun:
+                    # The batches in flight finish and are marked; the rest waits for a run.
+                    summary.status = "failed"
+                    summary.error = STOPPED_MESSAGE
+                    break
                 await queue.put(batch)
             for _ in range(self._concurrency):
                 await queue.put(None)
