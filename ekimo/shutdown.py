@@ -101,6 +101,26 @@ def exit_zero_when_stopped_by(*signums: int) -> None:
             signal.signal(signum, exit_cleanly)
 
 
+def also_on_stop_signals(callback: Callable[[], None]) -> None:
+    """Call `callback`, then the handler already set (a server's own), on SIGTERM and SIGINT.
+
+    For code running inside a server that handles the signals itself (uvicorn): called from
+    the app's start-up, when the server's handlers are in place."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def chained(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+            callback()
+            if callable(previous):
+                previous(sig, frame)
+            else:  # no server handler: what the signal would have done
+                signal.signal(sig, previous)
+                signal.raise_signal(sig)
+
+        with contextlib.suppress(ValueError):  # not the main thread (a test's app): left alone
+            signal.signal(signum, chained)
+
+
 def on_stop_signals(callback: Callable[[], None]) -> None:
     """Call `callback` on SIGTERM or SIGINT, on the running loop; a second Ctrl+C then
     interrupts at once (KeyboardInterrupt), as with uvicorn."""

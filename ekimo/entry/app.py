@@ -20,6 +20,7 @@ from ekimo.entry import worker
 from ekimo.imports.controller import routes as import_routes
 from ekimo.problem_documents import problem_details_plugin
 from ekimo.products.controller import routes as catalog_routes
+from ekimo.shutdown import also_on_stop_signals
 from ekimo.sync.controller import routes as sync_routes
 from ekimo.users.accounts import routes as account_routes
 from ekimo.users.audit_controller import routes as audit_routes
@@ -37,12 +38,17 @@ async def _stop_on_shutdown(container: Container, saq_worker: Worker[Any]) -> No
     await saq_worker.stop()
 
 
-def create_app(container: Container, *, run_worker: bool = False) -> Litestar:
+def create_app(container: Container, *, run_worker: bool = False, served: bool = False) -> Litestar:
     """Build the app on `container`. A container not yet started starts with the app and stops
-    with it; a running one (a test's, shared by several apps) is borrowed as it is."""
+    with it; a running one (a test's, shared by several apps) is borrowed as it is.
+
+    `served`: run by `ekimo serve`, whose stop signals begin the container's shutdown (the
+    grace of imports and jobs in flight) as well as the server's."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncGenerator[None]:
+        if served:
+            also_on_stop_signals(container.shutdown.begin)
         async with contextlib.AsyncExitStack() as stack:
             if not container.started:
                 await stack.enter_async_context(container)

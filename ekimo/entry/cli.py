@@ -36,23 +36,38 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Also run the SAQ worker in this process.")
+        bool, typer.Option("--worker/--no-worker", help="Also run the SAQ worker (once).")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="WEB_CONCURRENCY",
+            min=1,
+            max=64,
+            help="API processes on the port (use the machine's cores); the worker and the "
+            "scheduler still run once.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (and, unless --no-worker, the background worker)."""
     from ekimo import embedded
-    from ekimo.container import Container
-    from ekimo.entry.app import create_app
-    from ekimo.entry.server import run_server
-    from ekimo.logs import access_log_middleware, configure_logging
+    from ekimo.entry import server
+    from ekimo.logs import configure_logging
 
     settings = settings_or_exit()
     configure_logging()
     embedded.stop_on_signals()  # SIGHUP and SIGQUIT end the process without `atexit`
-    container = Container(settings)
-    litestar_app = create_app(container, run_worker=worker)
     console.print(f"ekimo on [bold]http://{host}:{port}[/] — API docs at http://{host}:{port}/docs")
-    run_server(access_log_middleware(litestar_app), container, host, port)
+    if workers > 1:
+        server.run_many(settings, workers, host, port, run_worker=worker)
+        return
+    from ekimo.container import Container
+    from ekimo.entry.app import create_app
+    from ekimo.logs import access_log_middleware
+
+    litestar_app = create_app(Container(settings), run_worker=worker, served=True)
+    server.run_one(access_log_middleware(litestar_app), settings, host, port)
 
 
 @app.command("worker")
