@@ -34,6 +34,7 @@ class Container:
         self._settings: Settings | None = None
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._queue: Queue | None = None
         self._http: httpx.AsyncClient | None = None
         self._redis: Redis | None = None
@@ -53,6 +54,10 @@ class Container:
         self._settings = settings
         self._engine = db.create_engine(settings.database_url)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        # Reads of one statement need no transaction: no BEGIN and ROLLBACK round trips.
+        self._read_sessions = async_sessionmaker(
+            self._engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._queue = self._create_queue(settings)
         await self._queue.connect()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
@@ -67,6 +72,7 @@ class Container:
         if self._engine is not None:
             await self._engine.dispose()
         self._http = self._queue = self._engine = self._sessions = self._redis = None
+        self._read_sessions = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -144,6 +150,15 @@ class Container:
         if self._sessions is None:
             raise RuntimeError("container not started")
         async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncGenerator[AsyncSession]:
+        """A session whose statements each run on their own, outside a transaction: for
+        requests that only read (each statement sees the latest committed data)."""
+        if self._read_sessions is None:
+            raise RuntimeError("container not started")
+        async with self._read_sessions() as session:
             yield session
 
 

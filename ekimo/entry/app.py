@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from importlib.metadata import version
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
 from saq import Worker
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,8 +70,10 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def provide_db_session() -> AsyncGenerator[AsyncSession]:
-        async with container.session() as session:
+    async def provide_db_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession]:
+        # GET and HEAD only read (the routes that write are POST, PUT, PATCH and DELETE).
+        reading = request.method in ("GET", "HEAD")
+        async with container.read_session() if reading else container.session() as session:
             yield session
 
     def provide_container() -> Container:
