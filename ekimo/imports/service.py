@@ -36,7 +36,7 @@ from ekimo.imports.validation import (
     ErrorLog,
     RowValidator,
 )
-from ekimo.products.writes import lock_for_import, merge_into_products
+from ekimo.products.writes import lock_for_import, merge_into_products, write_counted
 
 Progress = Callable[[int], None]
 
@@ -131,22 +131,14 @@ class _Parsed:
         return self.validator.valid + self.errors.rows
 
 
-async def _try_merge(conn: Connection) -> tuple[int, int] | None:
+async def _try_merge(conn: Connection, staged: int) -> tuple[int, int] | None:
     """(created, updated), or None when the staging table holds a barcode twice."""
     try:
         async with conn.transaction():
             now: datetime = await conn.fetchval("SELECT clock_timestamp()")
-            before: int = await conn.fetchval("SELECT count(*) FROM products")
-            touched = _merge_count(await conn.execute(MERGE, now))
-            after: int = await conn.fetchval("SELECT count(*) FROM products")
+            return await write_counted(conn, MERGE, now, "import_staging", staged)
     except (asyncpg.CardinalityViolationError, asyncpg.UniqueViolationError):
         return None
-    return after - before, touched - (after - before)
-
-
-def _merge_count(status: str) -> int:
-    # asyncpg answers with the command tag, e.g. "MERGE 1000".
-    return int(status.rsplit(" ", 1)[-1])
 
 
 class ImportService:
@@ -279,23 +271,25 @@ class ImportService:
         await transaction.start()
         try:
             await conn.execute(STAGING_DDL)
-            await conn.copy_to_table(
+            copied: str = await conn.copy_to_table(
                 "import_staging",
                 source=_chunks(parsed, progress),
                 format="csv",
                 columns=["row_no", "barcode", "name", "price", "quantity", "last_updated"],
             )
+            staged = int(copied.rsplit(" ", 1)[-1])
             errors = parsed.errors
             merged: tuple[int, int] | None = None
             if not errors.total or options.on_error == "skip":
                 # Optimistic: MERGE refuses a file with a barcode twice, and only then do we
-                # spend a GROUP BY on finding the duplicates.
+                # spend a GROUP BY on finding the duplicates. The file is staged: only now the
+                # write lock.
                 await lock_for_import(conn)
-                merged = await _try_merge(conn)
+                merged = await _try_merge(conn, staged)
             if merged is None:
                 await self._duplicates(conn, parsed, options)
                 if options.on_error == "skip":
-                    merged = await _try_merge(conn)
+                    merged = await _try_merge(conn, staged)
             report.rows = parsed.rows
             report.rejected = errors.rows
             report.warnings = parsed.warnings

@@ -3,13 +3,20 @@ sync's version marking. Other domains call these; none of them writes the table 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-# Every bulk write to `products` (an import, a received sync) first takes
-# `pg_advisory_xact_lock(PRODUCTS_WRITE_LOCK)`: overlapping writers queue instead of deadlocking.
+# Every write to `products` first takes `pg_advisory_xact_lock(PRODUCTS_WRITE_LOCK)`, before it
+# locks any row: an import exclusive, a received batch and the sync's marking shared.
+# - An import's MERGE locks rows in whatever order its plan meets them (no sort of a million
+#   rows): the exclusive lock keeps every other writer out meanwhile, and imports queue.
+# - The shared holders run together, so they lock rows in one order, barcode COLLATE "C" (the
+#   same whatever the database's collation): two of them can wait for each other, never in a
+#   cycle.
+# Each writer takes the lock only for its write: reading and staging a file happen before.
 PRODUCTS_WRITE_LOCK = 0x656B696D6F01
 
 
@@ -49,9 +56,47 @@ SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, 0, $1, $1 
 """  # noqa: S608 (source is one of our own staging tables or queries, never user input)
 
 
+# The catalog's size in pages: what a count(*) of it reads.
+_CATALOG_PAGES = "SELECT pg_relation_size('products') / current_setting('block_size')::bigint"
+_CATALOG_COUNT = "SELECT count(*) FROM products"
+# An index probe per staged row costs about what a count(*) reads in a page or two: the probes
+# are cheaper for up to this many staged rows per page of the catalog, the counts beyond.
+PROBES_PER_PAGE = 2
+
+
+async def write_counted(
+    conn: Any, statement: str, now: datetime, barcodes: str, staged: int
+) -> tuple[int, int]:
+    """Run an import's write (`statement`, `$1` = now), under the exclusive lock: (created,
+    updated). `barcodes`: a table or parenthesised query of the `barcode` of each of the
+    `staged` rows it writes.
+
+    A successful write inserts exactly the rows whose barcode is not in the catalog (a barcode
+    twice fails it), and nobody else writes meanwhile: those are counted before the write by an
+    index probe each, unless the file is large beside the catalog; then the catalog is counted
+    before and after the write, as that costs less.
+    """
+    if staged <= PROBES_PER_PAGE * await conn.fetchval(_CATALOG_PAGES):
+        created: int = await conn.fetchval(
+            f"SELECT count(*) FROM {barcodes} AS s"  # noqa: S608 (our own table or query)
+            " WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.barcode = s.barcode)"
+        )
+        touched = _tag_count(await conn.execute(statement, now))
+    else:
+        before: int = await conn.fetchval(_CATALOG_COUNT)
+        touched = _tag_count(await conn.execute(statement, now))
+        created = await conn.fetchval(_CATALOG_COUNT) - before
+    return created, touched - created
+
+
+def _tag_count(status: str) -> int:
+    # asyncpg answers with the command tag, e.g. "MERGE 1000", "INSERT 0 1000".
+    return int(status.rsplit(" ", 1)[-1])
+
+
 # Receivers take PRODUCTS_WRITE_LOCK shared: they exclude imports (which take it exclusive) but
-# not each other, so a sender's concurrent batches are applied in parallel. Two receivers with
-# overlapping barcodes cannot deadlock: each locks its rows in barcode order (ORDER BY below),
+# not each other, so a sender's concurrent batches are applied in parallel. Overlapping
+# receivers and markings cannot deadlock: each locks its rows in barcode order (ORDER BY below),
 # and ON CONFLICT judges `last_updated` against the latest committed row, so the latest still
 # wins; only the stale/unchanged split of such overlapping requests may be off.
 #
@@ -69,7 +114,7 @@ UPSERT = text(
         INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
                                    version, synced_version, created_at, updated_at)
         SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
-        ORDER BY barcode
+        ORDER BY barcode COLLATE "C"
         ON CONFLICT (barcode) DO UPDATE
         SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
             last_updated = EXCLUDED.last_updated, version = p.version + 1,
@@ -104,16 +149,28 @@ async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, in
 
 
 # Exactly the versions sent: a product changed while in flight keeps its newer version pending.
+# One statement, for the sync's autocommit connection. The write lock is taken shared before any
+# row is locked: every row `sent` locks comes out of a join with `gate`. Then the rows are
+# locked in barcode order, as a receiver locks them (the batch comes in id order).
 MARK_SYNCED = text(
     """
-    UPDATE products AS p SET synced_version = v.version
-    FROM unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
-        AS v(id, version)
-    WHERE p.id = v.id AND p.version = v.version AND p.synced_version < v.version
+    WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key)),
+    sent AS MATERIALIZED (
+        SELECT p.id, v.version
+        FROM gate, products AS p
+        JOIN unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
+            AS v(id, version) ON p.id = v.id
+        WHERE p.version = v.version AND p.synced_version < v.version
+        ORDER BY p.barcode COLLATE "C"
+        FOR NO KEY UPDATE OF p
+    )
+    UPDATE products AS p SET synced_version = s.version
+    FROM sent AS s
+    WHERE p.id = s.id
     """
 )
 
 
 async def mark_synced(conn: AsyncConnection, ids: str, versions: str) -> None:
     """Mark the versions the external API acknowledged (ids and versions as array literals)."""
-    await conn.execute(MARK_SYNCED, {"ids": ids, "versions": versions})
+    await conn.execute(MARK_SYNCED, {"key": PRODUCTS_WRITE_LOCK, "ids": ids, "versions": versions})

@@ -38,7 +38,7 @@ from ekimo.imports.fast import outcome as fast_paths
 from ekimo.imports.fast.outcome import FastOutcome, NotFast
 from ekimo.imports.header import map_header
 from ekimo.imports.validation import MAX_NAME_LENGTH
-from ekimo.products.writes import lock_for_import, merge_into_products
+from ekimo.products.writes import lock_for_import, merge_into_products, write_counted
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ class _QuoteCheck:
 class _Sql:
     raw_ddl: str
     merge_source: str  # the cast values of every non-blank row, for the MERGE
+    barcodes: str  # the barcode of every non-blank row (for counting the new ones)
     refused: str  # how many rows a check refuses (must be 0)
     blank: str  # how many all-empty records (not rows)
 
@@ -229,6 +230,7 @@ def _sql(header: _Header, count: int) -> _Sql:
     return _Sql(
         raw_ddl=ddl,
         merge_source=merge_source,
+        barcodes=f"(SELECT {barcode} AS barcode FROM import_raw WHERE NOT ({blank}))",  # noqa: S608
         refused=f"SELECT count(*) FROM ({cast}) AS r WHERE ({checks}) IS NOT TRUE",  # noqa: S608
         blank=f"SELECT count(*) FROM import_raw WHERE {blank}",  # noqa: S608
     )
@@ -393,18 +395,18 @@ async def _import(
     await transaction.start()
     clock = time.perf_counter()
     try:
-        await _copy_raw(conn, sql, header, ours)
+        copied = await _copy_raw(conn, sql, header, ours)
         clock = _step("COPY", clock)
+        # The whole file is staged: only now the write lock, for the MERGE.
         await lock_for_import(conn)
         now = await conn.fetchval("SELECT clock_timestamp()")
-        before: int = await conn.fetchval("SELECT count(*) FROM products")
-        merged = await conn.execute(merge_into_products(sql.merge_source), now)
+        created, updated = await write_counted(
+            conn, merge_into_products(sql.merge_source), now, sql.barcodes, copied
+        )
         clock = _step("MERGE", clock)
-        touched = int(merged.rsplit(" ", 1)[-1])
-        after: int = await conn.fetchval("SELECT count(*) FROM products")
         rows = await checking  # nothing commits before the checks passed
         _step("waiting for the checks", clock)
-        if touched > rows:
+        if created + updated > rows:
             raise NotFast("the MERGE touched more rows than the file has")
         if reader.progress is not None:
             reader.progress(rows)
@@ -415,11 +417,10 @@ async def _import(
         if not conn.is_closed():
             await transaction.rollback()
         raise
-    created = after - before
     outcome = FastOutcome(
         rows=rows,
         created=created,
-        updated=touched - created,
+        updated=updated,
         warnings=header.warnings,
         sha256=reader.digest.hexdigest(),
         transaction=transaction,

@@ -1,13 +1,15 @@
 """The optimistic path for clean .xlsx files: typed cells, checked a column at a time.
 
-A workbook whose first sheet can be cut into pieces (`sheet_pieces`) is imported piece by piece,
+A workbook whose first sheet can be cut into pieces (`sheet_pieces`) is read piece by piece,
 in the import's one transaction: a worker thread reads the next piece (by its row layout,
-`sheet_layout`, else with calamine) and checks it while PostgreSQL applies the previous one, so
+`sheet_layout`, else with calamine) and checks it while PostgreSQL stages the previous one, so
 the two cores work at once.
 A clean sheet's cells are already typed (numbers, date-times): a piece goes as COPY text (built
-in the worker thread, not record by record on the event loop) into a small temporary table,
-then one INSERT (while every barcode is new) or one MERGE applies it. Numbers go as the text the
-Python path gives them (15 significant digits: 19.989999999999998 → 19.99).
+in the worker thread, not record by record on the event loop) into a temporary staging table.
+Once the whole sheet is staged, the catalog's write lock is taken and one INSERT (when every
+barcode is new) or one MERGE applies it: a slow upload holds up no other writer while it is
+read. Numbers go as the text the Python path gives them (15 significant digits:
+19.989999999999998 → 19.99).
 
 The checks run without Python code per row and accept a subset of what the Python path accepts
 (the common, canonical cells), with the same values for it. Anything else — a number stored as
@@ -30,8 +32,6 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import IO, Any
 
-import asyncpg  # pyright: ignore[reportMissingTypeStubs]
-
 from ekimo.imports.fast import outcome as fast_paths
 from ekimo.imports.fast.outcome import FastOutcome, NotFast
 from ekimo.imports.fast.sheet_layout import Columns, RowLayout
@@ -39,7 +39,12 @@ from ekimo.imports.fast.sheet_pieces import Cutter, Piece, first_sheet_part, par
 from ekimo.imports.header import map_header
 from ekimo.imports.readers import check_zip, sha256_of
 from ekimo.imports.validation import INTEGER_DIGITS, MAX_NAME_LENGTH
-from ekimo.products.writes import insert_new_products, lock_for_import, merge_into_products
+from ekimo.products.writes import (
+    insert_new_products,
+    lock_for_import,
+    merge_into_products,
+    write_counted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,11 @@ enabled = True
 # "pieces": how many pieces the taken files had.
 stats: Counter[str] = Counter()
 
-PIECE_DDL = """
-CREATE TEMP TABLE import_piece (
-    barcode text, name text, price text, quantity text, last_updated timestamp, excel_ms bigint
+# The whole sheet, staged before the write; COPY parses the numbers.
+STAGING_DDL = """
+CREATE TEMP TABLE import_sheet (
+    barcode text, name text, price numeric, quantity numeric, last_updated timestamp,
+    excel_ms bigint
 ) ON COMMIT DROP
 """
 # `sheet_layout.moment` in SQL, in integers: a float interval of milliseconds would lose some
@@ -63,21 +70,23 @@ EXCEL_MOMENT = (
     "timestamp '1899-12-30' + (excel_ms / 86400000) * interval '1 day'"
     " + (excel_ms % 86400000) * interval '1 millisecond'"
 )
-# Row by row through the barcode index: a hash of the whole catalog per piece would cost more
-# than the piece, and after a TRUNCATE the planner may believe `products` is empty (a scan of
-# it per row). `jit`: the penalties above make every plan look costly enough to compile.
+# Row by row through the barcode index: the planner knows nothing of the staging table (never
+# analysed) and, after a TRUNCATE, may believe `products` is empty (a scan of it per row).
+# `jit`: the penalties above make every plan look costly enough to compile.
 PLANNER = (
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
     " SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
 )
-_PIECE = (
-    "(SELECT barcode, name, price::numeric AS price, quantity::numeric AS quantity,"  # noqa: S608
+_SHEET = (
+    "(SELECT barcode, name, price, quantity,"  # noqa: S608
     f" coalesce(last_updated, {EXCEL_MOMENT}) AT TIME ZONE 'UTC' AS last_updated"
-    " FROM import_piece)"
+    " FROM import_sheet)"
 )
-MERGE = merge_into_products(_PIECE)
-# A piece of new products only: the MERGE's insert without its join.
-INSERT = insert_new_products(_PIECE)
+MERGE = merge_into_products(_SHEET)
+# A sheet of new products only: the MERGE's insert without its join.
+INSERT = insert_new_products(_SHEET)
+# Stops at the first known barcode (a re-import: at once); else a probe per row.
+ANY_KNOWN = "SELECT EXISTS (SELECT 1 FROM import_sheet s JOIN products p ON p.barcode = s.barcode)"
 COLUMNS = ["barcode", "name", "price", "quantity", "last_updated", "excel_ms"]
 
 _BARCODES = re.compile(r"[0-9]{1,14}(?:\n[0-9]{1,14})*")
@@ -282,38 +291,35 @@ async def _attempt(
     sheet = await asyncio.to_thread(_Sheet, source, max_bytes)
     transaction = conn.transaction()
     await transaction.start()
-    # The next piece is parsed and checked in a thread while PostgreSQL merges this one.
+    # The next piece is parsed and checked in a thread while PostgreSQL stages this one.
     ahead = asyncio.ensure_future(asyncio.to_thread(sheet.next_records))
     try:
         await conn.execute(PLANNER)
-        await conn.execute(PIECE_DDL)
-        await lock_for_import(conn)
-        now: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        before: int = await conn.fetchval("SELECT count(*) FROM products")
-        touched = 0
-        inserting = True
-        waited = merging = 0.0  # seconds waiting for a piece, and for PostgreSQL (debug log)
+        await conn.execute(STAGING_DDL)
+        waited = staging = 0.0  # seconds waiting for a piece, and for PostgreSQL (debug log)
         clock = time.perf_counter()
         while (records := await ahead) is not None:
             waited += time.perf_counter() - clock
             ahead = asyncio.ensure_future(asyncio.to_thread(sheet.next_records))
             clock = time.perf_counter()
             if records:
-                await conn.execute("TRUNCATE import_piece")
-                await conn.copy_to_table("import_piece", source=_once(records), columns=COLUMNS)
-                inserted = await _insert(conn, now) if inserting else None
-                inserting = inserted is not None  # once a piece has known barcodes: MERGE
-                touched += (
-                    inserted if inserted is not None else _count(await conn.execute(MERGE, now))
-                )
+                await conn.copy_to_table("import_sheet", source=_once(records), columns=COLUMNS)
                 if progress is not None:
                     progress(sheet.rows)
-            merging += time.perf_counter() - clock
+            staging += time.perf_counter() - clock
             clock = time.perf_counter()
-        log.debug("import fast path: %.3f s waiting for pieces, %.3f s merging", waited, merging)
         if not sheet.header:
             raise NotFast("no header")
-        after: int = await conn.fetchval("SELECT count(*) FROM products")
+        # Only now the write lock: other imports and the receiver wait for the write alone.
+        await lock_for_import(conn)
+        created, updated = await _write(conn, sheet.rows)
+        log.debug(
+            "import fast path: %.3f s waiting for pieces, %.3f s staging,"
+            " %.3f s taking the lock and writing",
+            waited,
+            staging,
+            time.perf_counter() - clock,
+        )
     except BaseException:
         # A thread cannot be stopped: let it end its piece before the caller falls back and
         # reads the same file.
@@ -323,11 +329,10 @@ async def _attempt(
         raise
     stats["pieces"] += sheet.pieces
     log.debug("import fast path: %d pieces", sheet.pieces)
-    created = after - before
     outcome = FastOutcome(
         rows=sheet.rows,
         created=created,
-        updated=touched - created,
+        updated=updated,
         warnings=sheet.warnings,
         sha256=sheet.sha256,
         transaction=transaction,
@@ -340,15 +345,16 @@ async def _attempt(
     return outcome
 
 
-async def _insert(conn: Connection, now: datetime) -> int | None:
-    """Insert the piece if none of its barcodes is in the catalog: the count, else None."""
-    try:
-        async with conn.transaction():  # a savepoint: a known barcode undoes only this
-            return _count(await conn.execute(INSERT, now))
-    except asyncpg.UniqueViolationError:
-        return None
+async def _write(conn: Connection, rows: int) -> tuple[int, int]:
+    """Apply the staged sheet, under the write lock: (created, updated)."""
+    now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    if not await conn.fetchval(ANY_KNOWN):
+        # Nobody else writes meanwhile and the sheet has no barcode twice (`_records`): the
+        # insert cannot meet a known barcode.
+        return _count(await conn.execute(INSERT, now)), 0
+    return await write_counted(conn, MERGE, now, "import_sheet", rows)
 
 
 def _count(status: str) -> int:
-    # asyncpg answers with the command tag, e.g. "MERGE 1000".
+    # asyncpg answers with the command tag, e.g. "INSERT 0 1000".
     return int(status.rsplit(" ", 1)[-1])
