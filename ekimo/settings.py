@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     state_dir: Path = Path(".ekimo")
     # On SIGTERM/SIGINT, how long requests and jobs in flight may run before they are cut.
     shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    # GET /metrics (Prometheus), outside authentication like /health.
+    metrics: bool = True
+    # `text` (one readable line per event) or `json` (one object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # SAQ queue name; separate names keep test runs sharing one Redis apart.
     queue_name: str = "ekimo"
 
@@ -64,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _INTERNAL = {"state_dir", "queue_name"}
+# Names that read the same in any case (LOG_LEVEL=debug).
+_CASE = {"log_level": str.upper, "log_format": str.lower}
 
 
 def _env_name(field: str) -> str:
@@ -84,7 +91,7 @@ def load_settings(
     for field in Settings.__struct_fields__:
         value = values.get(_env_name(field))
         if value is not None and value.strip() != "":
-            raw[field] = value.strip()
+            raw[field] = _CASE.get(field, str.strip)(value.strip())
     try:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode)
     except msgspec.ValidationError as exc:
