@@ -20,6 +20,7 @@ from ekimo.entry import worker
 from ekimo.imports.controller import routes as import_routes
 from ekimo.problem_documents import problem_details_plugin
 from ekimo.products.controller import routes as catalog_routes
+from ekimo.request_ids import with_request_ids
 from ekimo.shutdown import also_on_stop_signals
 from ekimo.sync.controller import routes as sync_routes
 from ekimo.users.accounts import routes as account_routes
@@ -108,4 +109,6 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
         logging_config=None,
     )
     document_permissions(app)
+    # Around Litestar's whole handler (unknown paths and error answers included), not per route.
+    app.asgi_handler = with_request_ids(app.asgi_handler)
     return app

@@ -1,0 +1,69 @@
+"""Request ids: every HTTP request gets one (a sane incoming `X-Request-ID` is kept), echoed in
+the response, and readable anywhere the request's work runs (log lines, problem documents, the
+rows it creates, the jobs it queues) through `current()`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "x-request-id"
+# What a proxy or a client may send: ids, UUIDs and trace ids, nothing that could forge a log
+# line or a header (no spaces, quotes or control characters).
+_SANE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+_current: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def current() -> str | None:
+    """The id of the request (or job) this code runs for, if any."""
+    return _current.get()
+
+
+def new() -> str:
+    return uuid.uuid4().hex
+
+
+def bind(request_id: str | None) -> None:
+    """Run the rest of this task under `request_id` (a job carries its request's id)."""
+    _current.set(request_id)
+
+
+def sane(value: str | None) -> str | None:
+    return value if value is not None and _SANE.fullmatch(value) else None
+
+
+def with_request_ids(app: ASGIApp) -> ASGIApp:
+    """Give every HTTP request an id before anything else runs, and echo it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        incoming = next(
+            (
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"x-request-id"
+            ),
+            None,
+        )
+        request_id = sane(incoming) or new()
+        token = _current.set(request_id)
+        raw = request_id.encode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", raw)]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            _current.reset(token)
+
+    return middleware
