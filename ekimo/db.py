@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 import psycopg
@@ -12,6 +12,7 @@ import psycopg_pool
 from advanced_alchemy.base import orm_registry
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -33,7 +34,7 @@ def libpq_url(url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         asyncpg_url(url),
         pool_size=10,
         max_overflow=10,
@@ -41,6 +42,23 @@ def create_engine(url: str) -> AsyncEngine:
         # Sessions commit explicitly; a connection returned to the pool is rolled back.
         pool_reset_on_return="rollback",
     )
+    event.listen(engine.sync_engine, "connect", _end_copy_when_lost)
+    return engine
+
+
+def _end_copy_when_lost(dbapi_connection: Any, _: object) -> None:
+    """A COPY waiting for the socket to drain when the server drops the connection would wait
+    for ever (asyncpg 0.32 never resumes writing on a lost connection): resumed here, it fails
+    at once with the connection's error (the import's 503, a failed job)."""
+    connection = dbapi_connection.driver_connection
+    writing_allowed = getattr(getattr(connection, "_protocol", None), "writing_allowed", None)
+    if isinstance(writing_allowed, asyncio.Event):
+        event_set = writing_allowed
+
+        def resume(_: object) -> None:
+            event_set.set()
+
+        connection.add_termination_listener(resume)
 
 
 # What asyncpg raises when the server is gone, restarting or refusing connections.
@@ -58,6 +76,19 @@ _DRIVER_UNAVAILABLE = (
 )
 
 
+def _closed_transport(exc: BaseException) -> bool:
+    """uvloop's error for a write on a transport already closed, raised inside asyncpg (a COPY
+    still sending when the server dropped the connection): a RuntimeError, not a socket error."""
+    if not isinstance(exc, RuntimeError) or "the handler is closed" not in str(exc):
+        return False
+    trace = exc.__traceback__
+    while trace is not None:
+        if "asyncpg" in trace.tb_frame.f_code.co_filename:
+            return True
+        trace = trace.tb_next
+    return False
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) means the database cannot be reached now, as opposed
     to a statement it refused: the first is a 503 to retry later, the second a bug or a 4xx."""
@@ -65,7 +96,7 @@ def is_unavailable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _DRIVER_UNAVAILABLE):
+        if isinstance(current, _DRIVER_UNAVAILABLE) or _closed_transport(current):
             return True
         if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
             "not currently accepting connections" in str(current)

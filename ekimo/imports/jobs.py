@@ -7,7 +7,7 @@ service completes the same `imports` row with its report.
 
 While a job imports, its connection holds a session advisory lock on the import's id. A worker
 that dies mid-import loses its connection and with it the lock: `fail_orphaned_imports` (at
-worker start and every few minutes) marks such a `running` import `failed` instead of leaving
+worker start and every minute) marks such a `running` import `failed` instead of leaving
 it running for ever.
 """
 
@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ from saq import CronJob
 from saq.types import Context, Function
 
 from ekimo.container import Container, container_of, worker_stopping
+from ekimo.db import is_unavailable
 from ekimo.imports import history
 from ekimo.imports.errors import NOT_QUEUED_MESSAGE, FileProblem, ImportFailed, ImportNotQueued
 from ekimo.imports.readers import file_format
@@ -62,6 +64,11 @@ REQUEUE_ROW = """
 UPDATE imports SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'running'
 """
 CANCELLED_MESSAGE = "the import was cancelled before it finished, nothing was written"
+OUTAGE_MESSAGE = (
+    "the database became unavailable during the import, nothing was written; upload the file again"
+)
+SETTLE_PATIENCE_S = 10.0
+SETTLE_RETRY_S = 0.5
 
 FAIL_ROW = """
 UPDATE imports SET status = $2, errors = $3::jsonb, errors_total = 1, finished_at = now(),
@@ -133,7 +140,8 @@ async def import_products_file(ctx: Context, *, import_id: int) -> dict[str, Any
         try:
             return await _import_queued(container, conn, import_id, lambda: worker_stopping(ctx))
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, $2)", IMPORT_RUN_LOCK, import_id)
+            if not conn.is_closed():  # else the lock went with the connection
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", IMPORT_RUN_LOCK, import_id)
 
 
 async def _import_queued(
@@ -151,8 +159,10 @@ async def _import_queued(
     options = ImportOptions(dry_run=row["dry_run"], on_error=row["on_error"])
     source = await history.load_upload(conn, import_id)
     done = [0]
-    requeued = False
     progress_task = asyncio.create_task(_report_progress(container, import_id, done))
+    # What happened, recorded after the run on a connection of its own: the job's own
+    # connection may be the one an outage dropped.
+    outcome: tuple[str, str] | None = None
     try:
         report = await ImportService(container).run(
             source,
@@ -165,33 +175,62 @@ async def _import_queued(
         )
         status = report.status
     except (ImportFailed, FileProblem) as exc:
-        await _fail(conn, import_id, "rejected", exc.message)
+        outcome = ("rejected", exc.message)
         status = "rejected"
     except asyncio.CancelledError:
         # Its own transaction has rolled back; the stored file stays for the next attempt.
-        requeued = stopping()
-        if requeued:
-            await conn.execute(REQUEUE_ROW, import_id)
-            logger.info("import %s: the worker is stopping; queued again", import_id)
-        else:
-            await _fail(conn, import_id, "failed", CANCELLED_MESSAGE)
+        outcome = ("queued", "") if stopping() else ("failed", CANCELLED_MESSAGE)
         raise
     except BaseException as exc:
-        await _fail(conn, import_id, "failed", f"the import failed: {type(exc).__name__}")
+        reason = (
+            OUTAGE_MESSAGE if is_unavailable(exc) else f"the import failed: {type(exc).__name__}"
+        )
+        outcome = ("failed", reason)
         raise
     finally:
         progress_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await progress_task
         source.close()
-        await conn.execute(
-            "UPDATE import_uploads SET rows_done = $2 WHERE import_id = $1",
-            import_id,
-            0 if requeued else done[0],
-        )
-        if not requeued:
-            await conn.execute("DELETE FROM import_upload_chunks WHERE import_id = $1", import_id)
+        await _settle(container, import_id, outcome, done[0])
     return {"import_id": import_id, "status": status}
+
+
+async def _settle(
+    container: Container, import_id: int, outcome: tuple[str, str] | None, rows_done: int
+) -> None:
+    """Record the end of a job's run: the failure or the return to the queue, the rows done;
+    the stored file is dropped unless the import waits to run again. Tried for a few seconds
+    through an outage; if the database stays away, the sweep fails the import later."""
+    requeued = outcome is not None and outcome[0] == "queued"
+    deadline = time.monotonic() + SETTLE_PATIENCE_S
+    while True:
+        try:
+            async with container.engine.connect() as sa_conn:
+                raw = await sa_conn.get_raw_connection()
+                conn: Any = raw.driver_connection
+                async with conn.transaction():
+                    if requeued:
+                        await conn.execute(REQUEUE_ROW, import_id)
+                    elif outcome is not None:
+                        await _fail(conn, import_id, *outcome)
+                    await conn.execute(
+                        "UPDATE import_uploads SET rows_done = $2 WHERE import_id = $1",
+                        import_id,
+                        0 if requeued else rows_done,
+                    )
+                    if not requeued:
+                        await conn.execute(
+                            "DELETE FROM import_upload_chunks WHERE import_id = $1", import_id
+                        )
+            if requeued:
+                logger.info("import %s: the worker is stopping; queued again", import_id)
+            return
+        except Exception as exc:
+            if not is_unavailable(exc) or time.monotonic() >= deadline:
+                logger.warning("import %s: could not record its end: %r", import_id, exc)
+                return
+            await asyncio.sleep(SETTLE_RETRY_S)
 
 
 async def _report_progress(container: Container, import_id: int, done: list[int]) -> None:
@@ -201,12 +240,15 @@ async def _report_progress(container: Container, import_id: int, done: list[int]
         await asyncio.sleep(PROGRESS_EVERY_S)
         if done[0] != written:
             written = done[0]
-            async with container.engine.begin() as conn:
-                await conn.execute(
-                    history.import_uploads.update()
-                    .where(history.import_uploads.c.import_id == import_id)
-                    .values(rows_done=written)
-                )
+            try:
+                async with container.engine.begin() as conn:
+                    await conn.execute(
+                        history.import_uploads.update()
+                        .where(history.import_uploads.c.import_id == import_id)
+                        .values(rows_done=written)
+                    )
+            except Exception as exc:  # progress only: the import's own outcome says the rest
+                logger.warning("import %s: could not record progress: %r", import_id, exc)
 
 
 async def fail_orphaned_imports(container: Container) -> list[int]:
@@ -233,4 +275,6 @@ functions: list[Function[Any]] = [import_products_file, sweep_orphaned_imports]
 
 
 def cron_jobs(settings: Settings) -> list[CronJob[Any]]:
-    return [CronJob(sweep_orphaned_imports, cron="*/5 * * * *", unique=True, timeout=60)]
+    # Every minute: it reads only the running imports, and a dead worker's import is failed
+    # soon after (a replacement worker's start-up sweep may run before the dead session ends).
+    return [CronJob(sweep_orphaned_imports, cron="* * * * *", unique=True, timeout=60)]

@@ -36,8 +36,8 @@ class Served:
     """One `ekimo serve` process, its base URL, and its output in a file (a pipe nobody reads
     while it runs could fill and block it)."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()  # a given port: a process that takes a dead one's place
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         with self.log.open("wb") as out:
@@ -78,10 +78,14 @@ class Served:
 
 @contextlib.contextmanager
 def served(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = STARTUP_SECONDS
+    env: dict[str, str],
+    cwd: Path,
+    *args: str,
+    timeout: float = STARTUP_SECONDS,
+    port: int | None = None,
 ) -> Iterator[Served]:
     """`ekimo serve` started and healthy; killed on the way out if the test left it running."""
-    server = Served(env, cwd, *args)
+    server = Served(env, cwd, *args, port=port)
     try:
         server.wait_healthy(timeout)
         yield server
