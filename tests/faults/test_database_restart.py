@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.faults.ekimo_process import served
@@ -238,3 +239,24 @@ async def test_a_sync_cut_by_a_restart_fails_in_one_line_and_a_dead_run_is_close
     ) == [(0,)]
     assert set(fake_api.delivered_barcodes()) == {barcode(n) for n in range(1, SYNCED + 1)}
     await asyncio.to_thread(assert_nothing_running, own_database)
+
+
+def test_the_first_request_after_a_restart_is_served(
+    own_cluster: Cluster, own_database: str, pycache: Path, tmp_path: Path
+) -> None:
+    """The pool's connections all die with the restart; none is pinged before use (a round
+    trip per request), yet none that died is handed to a request."""
+    env = ekimo_env(own_database, pycache)
+    with served(env, tmp_path, "--no-worker") as api:
+        headers = login(api.url)
+        with ThreadPoolExecutor(8) as pool:  # several pooled connections, not just one
+            answers = list(pool.map(lambda _: product_page(api.url, headers), range(16)))
+        assert answers == [200] * 16
+        own_cluster.restart()
+        assert product_page(api.url, headers) == 200
+        assert healthy(api.url)
+
+
+def product_page(api_url: str, headers: dict[str, str]) -> int:
+    with httpx.Client(base_url=api_url, headers=headers, timeout=30) as http:
+        return http.get("/products", params={"limit": 5}).status_code
