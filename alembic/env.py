@@ -9,8 +9,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ekimo.db import metadata
 from ekimo.entry import models  # noqa: F401  (registers every table on the metadata)
+from ekimo.tables import metadata
 
 config = context.config
 

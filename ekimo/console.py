@@ -39,14 +39,15 @@ def settings_or_exit() -> Settings:
         raise fail(f"configuration: {exc}") from None
 
 
-def run_in_container(work: Callable[[Container], Awaitable[T]]) -> T:
-    """Start the container, run `work` with it, stop it; configuration errors exit 2."""
+def run_in_container(work: Callable[[Container], Awaitable[T]], *, lean: bool = False) -> T:
+    """Start the container, run `work` with it, stop it; configuration errors exit 2.
+    `lean`: for work that needs only database connections (see `Container`)."""
     from ekimo.container import Container
 
     settings = settings_or_exit()
 
     async def main() -> T:
-        async with Container(settings) as container:
+        async with Container(settings, lean=lean) as container:
             return await work(container)
 
     try:

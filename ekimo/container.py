@@ -1,36 +1,44 @@
 """The service container: one lifecycle for settings, database, queue and HTTP client.
 
-The Litestar app and the Typer CLI both open a `Container` and take everything from it.
+The Litestar app and the Typer CLI both open a `Container` and take everything from it. The
+libraries behind each resource are imported when it is first made: a command that needs only
+database connections (`ekimo import`) starts without SQLAlchemy, SAQ, httpx or Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import httpx
-from redis.asyncio import Redis
-from saq import Queue, Worker
-from saq.types import Context
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
 from ekimo import db, embedded
 from ekimo.settings import Settings
 from ekimo.shutdown import Shutdown
 
+if TYPE_CHECKING:
+    import httpx
+    from redis.asyncio import Redis
+    from saq import Queue
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 logger = logging.getLogger(__name__)
 
 
 class Container:
-    """Owns the long-lived resources. Use `async with Container(settings) as container:`."""
+    """Owns the long-lived resources. Use `async with Container(settings) as container:`.
 
-    def __init__(self, settings: Settings) -> None:
+    `lean=True`: start without the queue and the HTTP client (the queue cannot be used); the
+    engine is made on first use, and `connection()` opens plain asyncpg connections until then.
+    """
+
+    def __init__(self, settings: Settings, *, lean: bool = False) -> None:
         self._configured = settings
+        self._lean = lean
         self._settings: Settings | None = None
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -52,15 +60,25 @@ class Container:
             await db.upgrade_async(url)
         assert settings.database_url is not None
         self._settings = settings
-        self._engine = db.create_engine(settings.database_url)
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        # Reads of one statement need no transaction: no BEGIN and ROLLBACK round trips.
-        self._read_sessions = async_sessionmaker(
-            self._engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
+        if self._lean:
+            return
+        self._make_engine(settings.database_url)
         self._queue = self._create_queue(settings)
         await self._queue.connect()
+        import httpx
+
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    def _make_engine(self, url: str) -> AsyncEngine:
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        engine = self._engine = db.create_engine(url)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Reads of one statement need no transaction: no BEGIN and ROLLBACK round trips.
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
+        return engine
 
     async def stop(self) -> None:
         if self._redis is not None:
@@ -73,6 +91,7 @@ class Container:
             await self._engine.dispose()
         self._http = self._queue = self._engine = self._sessions = self._redis = None
         self._read_sessions = None
+        self._settings = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -92,6 +111,8 @@ class Container:
 
     @staticmethod
     def _create_queue(settings: Settings) -> Queue:
+        from saq import Queue
+
         if settings.redis_url is not None:
             return Queue.from_url(settings.redis_url, name=settings.queue_name)
         assert settings.database_url is not None
@@ -103,7 +124,7 @@ class Container:
     # -- resources -------------------------------------------------------------------------
     @property
     def started(self) -> bool:
-        return self._settings is not None and self._engine is not None
+        return self._settings is not None
 
     @property
     def configured(self) -> Settings:
@@ -115,6 +136,8 @@ class Container:
         """The Redis client of the stores (the login rate limit), when REDIS_URL is set. Made on
         first use, before `start` if need be: it connects lazily; `stop` closes it."""
         if self._redis is None and self._configured.redis_url is not None:
+            from redis.asyncio import Redis
+
             # redis-py leaves the keyword options of from_url untyped.
             self._redis = Redis.from_url(self._configured.redis_url)  # pyright: ignore[reportUnknownMemberType]
         return self._redis
@@ -129,26 +152,32 @@ class Container:
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
-            raise RuntimeError("container not started")
+            url = self.settings.database_url
+            assert url is not None
+            return self._make_engine(url)
         return self._engine
 
     @property
     def queue(self) -> Queue:
         if self._queue is None:
-            raise RuntimeError("container not started")
+            raise RuntimeError("container not started (or started lean, without the queue)")
         return self._queue
 
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            raise RuntimeError("container not started")
+            if self._settings is None:
+                raise RuntimeError("container not started")
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
         return self._http
 
     @asynccontextmanager
     async def session(self) -> AsyncGenerator[AsyncSession]:
         """A database session; the caller commits, anything uncommitted is rolled back."""
-        if self._sessions is None:
-            raise RuntimeError("container not started")
+        self.engine  # noqa: B018 (made on first use)
+        assert self._sessions is not None
         async with self._sessions() as session:
             yield session
 
@@ -156,62 +185,35 @@ class Container:
     async def read_session(self) -> AsyncGenerator[AsyncSession]:
         """A session whose statements each run on their own, outside a transaction: for
         requests that only read (each statement sees the latest committed data)."""
-        if self._read_sessions is None:
-            raise RuntimeError("container not started")
+        self.engine  # noqa: B018 (made on first use)
+        assert self._read_sessions is not None
         async with self._read_sessions() as session:
             yield session
 
-
-# After their jobs finish, SAQ marks them complete: a short step not to be cancelled midway.
-JOB_BOOKKEEPING_SECONDS = 5.0
-
-
-class ContainerWorker(Worker[Any]):
-    """A SAQ worker that carries the container its jobs use (see `container_of`), and stops
-    gracefully: no new job is taken, running jobs get the container's shutdown grace, then
-    SAQ cancels what is left and puts those jobs back on the queue."""
-
-    def __init__(self, container: Container, **options: Any) -> None:
-        # `stop` waits for the jobs itself and cancels what is left before SAQ's own stop, whose
-        # grace then only sees finished tasks (it would wait for its idle loops, and warn).
-        super().__init__(container.queue, shutdown_grace_period_s=1, **options)
-        self.container = container
-
-    async def stop(self) -> None:
-        shutdown = self.container.shutdown
-        self.event.set()  # SAQ takes no new job once its event is set
-        jobs = dict(self.job_task_contexts)
-        if jobs:
-            logger.info("waiting up to %.0f s for %d job(s)", shutdown.remaining(), len(jobs))
-            await asyncio.wait([c["task"] for c in jobs.values()], timeout=shutdown.remaining())
-            deadline = time.monotonic() + JOB_BOOKKEEPING_SECONDS
-            finished = [job for job, c in jobs.items() if c["task"].done()]
-            while any(job in self.job_task_contexts for job in finished):
-                if time.monotonic() >= deadline:
-                    break
-                await asyncio.sleep(0.05)
-        # Jobs still running are cancelled: SAQ puts them back on the queue.
-        leftover = list(self.tasks)
-        for task in leftover:
-            task.cancel()
-        if leftover:
-            await asyncio.wait(leftover, timeout=self._cancellation_hard_deadline_s)
-        await super().stop()
-
-    @property
-    def stopping(self) -> bool:
-        return self.event.is_set()
+    @asynccontextmanager
+    async def connection(self, *, discard_on_error: bool = False) -> AsyncGenerator[Any]:
+        """An asyncpg connection: from the engine's pool once there is an engine, else a plain
+        one of its own (a lean container's). `discard_on_error`: an error may leave it
+        mid-statement, so it is closed instead of going back to the pool."""
+        if self._engine is None:
+            url = self.settings.database_url
+            assert url is not None
+            conn = await _plain_connection(db.libpq_url(url))
+            try:
+                yield conn
+            finally:
+                await conn.close()
+            return
+        async with self._engine.connect() as sa_conn:
+            raw = await sa_conn.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except BaseException:
+                if discard_on_error:
+                    await sa_conn.invalidate()
+                raise
 
 
-def worker_stopping(ctx: Context) -> bool:
-    """True when the job's worker is stopping: a job cancelled now goes back on the queue."""
-    worker = ctx["worker"]
-    return isinstance(worker, ContainerWorker) and worker.stopping
-
-
-def container_of(ctx: Context) -> Container:
-    """The container of the worker running a job: SAQ hands a job only its context."""
-    worker = ctx["worker"]
-    if not isinstance(worker, ContainerWorker):
-        raise TypeError("an ekimo job runs on a ContainerWorker")
-    return worker.container
+async def _plain_connection(url: str) -> Any:
+    # asyncpg ships no type information for `connect`.
+    return await asyncpg.connect(url)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]

@@ -1,22 +1,22 @@
-"""Database plumbing: the model registry, URL dialects, the engine and migrations."""
+"""Database plumbing: URL dialects, the engine, outages, migrations.
+
+SQLAlchemy, Alembic and psycopg are imported by the functions that use them: a CLI command
+that works through asyncpg alone (`ekimo import`) starts without them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
-import psycopg
-import psycopg_pool
-from advanced_alchemy.base import orm_registry
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-metadata = orm_registry.metadata
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -34,6 +34,9 @@ def libpq_url(url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     engine = create_async_engine(
         asyncpg_url(url),
         pool_size=10,
@@ -53,6 +56,8 @@ def _refuse_closed(dbapi_connection: Any, _record: object, _proxy: object) -> No
     known as closed as soon as the event loop reads the server's goodbye: replaced at checkout,
     without a round trip, so the first request after a restart is served."""
     if dbapi_connection.driver_connection.is_closed():
+        from sqlalchemy.exc import DisconnectionError
+
         raise DisconnectionError("the server closed this pooled connection")
 
 
@@ -80,10 +85,19 @@ _DRIVER_UNAVAILABLE = (
     asyncpg.exceptions.TooManyConnectionsError,
     ConnectionError,  # refused, reset, aborted: only sockets raise these
     TimeoutError,
-    # SAQ's PostgreSQL queue runs on psycopg: the same outage seen through it.
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
 )
+
+
+def _unavailable_kinds() -> tuple[type[BaseException], ...]:
+    """The driver errors of an outage, with psycopg's (SAQ's PostgreSQL queue) once loaded: a
+    library that was never imported raised nothing."""
+    psycopg = sys.modules.get("psycopg")
+    psycopg_pool = sys.modules.get("psycopg_pool")
+    return (
+        *_DRIVER_UNAVAILABLE,
+        *((psycopg.OperationalError,) if psycopg else ()),
+        *((psycopg_pool.PoolTimeout,) if psycopg_pool else ()),
+    )
 
 
 def _closed_transport(exc: BaseException) -> bool:
@@ -102,11 +116,13 @@ def _closed_transport(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) means the database cannot be reached now, as opposed
     to a statement it refused: the first is a 503 to retry later, the second a bug or a 4xx."""
+    kinds = _unavailable_kinds()
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _DRIVER_UNAVAILABLE) or _closed_transport(current):
+        if isinstance(current, kinds) or _closed_transport(current):
             return True
         if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
             "not currently accepting connections" in str(current)
@@ -116,18 +132,21 @@ def is_unavailable(exc: BaseException) -> bool:
             # Concurrent work (a TaskGroup) that failed together: the outage is among them.
             group = cast("BaseExceptionGroup[BaseException]", current)
             return any(is_unavailable(inner) for inner in group.exceptions)
-        if isinstance(current, DBAPIError):
+        if sqlalchemy_errors is not None and isinstance(current, sqlalchemy_errors.DBAPIError):
+            error = cast("DBAPIError", current)
             # Any OSError the driver raised while connecting (e.g. every address refused).
-            if current.connection_invalidated or isinstance(current.orig, OSError):
+            if error.connection_invalidated or isinstance(error.orig, OSError):
                 return True
-            if isinstance(current.orig, BaseException):
-                current = current.orig
+            if isinstance(error.orig, BaseException):
+                current = error.orig
                 continue
         current = current.__cause__ or current.__context__
     return False
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     config.set_main_option("path_separator", "os")
@@ -136,14 +155,20 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
 
 
 def revision(url: str, message: str, autogenerate: bool = True) -> None:
+    from alembic import command
+
     command.revision(alembic_config(url), message=message, autogenerate=autogenerate)
 
 

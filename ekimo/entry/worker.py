@@ -7,8 +7,9 @@ from typing import Any
 from saq import Worker
 from saq.types import Context
 
-from ekimo.container import Container, ContainerWorker
+from ekimo.container import Container
 from ekimo.imports import jobs as import_jobs
+from ekimo.job_worker import ContainerWorker
 from ekimo.sync import jobs as sync_jobs
 
 

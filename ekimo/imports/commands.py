@@ -73,7 +73,10 @@ def import_command(
         if run_async:
             _queue(stream, filename, options, as_json)
             return
-        outcome = run_in_container(lambda c: _run(c, stream, filename, options, as_json))
+        outcome = run_in_container(
+            lambda c: _run(c, stream, filename, options, as_json),
+            lean=True,  # the import works through asyncpg: no ORM, queue or HTTP client
+        )
     if isinstance(outcome, FileProblem | ImportFailed):
         if as_json and isinstance(outcome, ImportFailed) and outcome.report is not None:
             print(json.dumps(outcome.report.to_dict() | {"detail": outcome.message}))

@@ -24,13 +24,14 @@ from typing import IO, Any
 from saq import CronJob
 from saq.types import Context, Function
 
-from ekimo.container import Container, container_of, worker_stopping
+from ekimo.container import Container
 from ekimo.db import is_unavailable
 from ekimo.imports import history
 from ekimo.imports.errors import NOT_QUEUED_MESSAGE, FileProblem, ImportFailed, ImportNotQueued
 from ekimo.imports.readers import file_format
 from ekimo.imports.schemas import ImportOptions
 from ekimo.imports.service import ImportService
+from ekimo.job_worker import container_of, worker_stopping
 from ekimo.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ekimo.db import metadata
+from ekimo.tables import metadata
 
 
 class Import(BigIntAuditBase):

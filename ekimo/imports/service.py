@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
@@ -28,8 +28,8 @@ from ekimo.imports.fast import csv as fast_csv
 from ekimo.imports.fast import outcome as fast_paths
 from ekimo.imports.fast import xlsx as fast_xlsx
 from ekimo.imports.header import map_header
-from ekimo.imports.history import RejectedRows
 from ekimo.imports.readers import CsvSource, XlsxSource, file_format
+from ekimo.imports.rejected import RejectedRows
 from ekimo.imports.schemas import Format, ImportOptions, ImportReport, Status
 from ekimo.imports.validation import (
     MAX_ERRORS_KEPT,
@@ -167,9 +167,7 @@ class ImportService:
         fmt = file_format(filename)
         started = datetime.now().astimezone()
         clock = time.perf_counter()
-        async with self.container.engine.connect() as sa_conn:
-            raw = await sa_conn.get_raw_connection()
-            conn: Connection = raw.driver_connection
+        async with self.container.connection() as conn:
             try:
                 # A clean file takes a fast path; else (or if it steps aside) the Python path.
                 if fmt == "csv":
@@ -236,17 +234,10 @@ class ImportService:
             finally:
                 rejected.close()
 
-    @contextlib.asynccontextmanager
-    async def _helper(self) -> AsyncGenerator[Connection]:
-        """A second connection, for the fast path's checking (see `fast.csv`)."""
-        async with self.container.engine.connect() as sa_conn:
-            raw = await sa_conn.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except BaseException:
-                # A failed fast path may leave it mid-statement: closed, never back in the pool.
-                await sa_conn.invalidate()
-                raise
+    def _helper(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A second connection, for the fast path's checking (see `fast.csv`); a failed fast
+        path may leave it mid-statement: closed, never back in the pool."""
+        return self.container.connection(discard_on_error=True)
 
     async def _run(
         self,

@@ -4,10 +4,13 @@ sync's version marking. Other domains call these; none of them writes the table 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+# The import paths use asyncpg alone; only the receiver and the sync need SQLAlchemy.
+if TYPE_CHECKING:
+    from sqlalchemy import TextClause
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 # Every write to `products` first takes `pg_advisory_xact_lock(PRODUCTS_WRITE_LOCK)`, before it
 # locks any row: an import exclusive, a received batch and the sync's marking shared.
@@ -103,8 +106,7 @@ def _tag_count(status: str) -> int:
 # Counts come from the snapshot before the write (stale) and from what the write returned. Only
 # the items not written can be stale, so only those are looked up (a hashed NOT IN against
 # what was written): a sync of new or changed products costs no lookup beyond the upsert's own.
-UPSERT = text(
-    """
+UPSERT = """
     WITH incoming AS (
         SELECT * FROM json_to_recordset(CAST(:rows AS json))
             AS t(barcode text, name text, price numeric, quantity numeric,
@@ -135,16 +137,15 @@ UPSERT = text(
            (SELECT count(*) FILTER (WHERE NOT created) FROM written),
            (SELECT n FROM stale)
     """
-)
 
 
 async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, int, int]:
     """Upsert received products (a JSON array of the five columns) under the shared write lock:
     (created, updated, stale). The caller commits."""
     await session.execute(
-        text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PRODUCTS_WRITE_LOCK}
+        _statement("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PRODUCTS_WRITE_LOCK}
     )
-    created, updated, stale = (await session.execute(UPSERT, {"rows": rows_json})).one()
+    created, updated, stale = (await session.execute(_statement(UPSERT), {"rows": rows_json})).one()
     return int(created), int(updated), int(stale)
 
 
@@ -152,8 +153,7 @@ async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, in
 # One statement, for the sync's autocommit connection. The write lock is taken shared before any
 # row is locked: every row `sent` locks comes out of a join with `gate`. Then the rows are
 # locked in barcode order, as a receiver locks them (the batch comes in id order).
-MARK_SYNCED = text(
-    """
+MARK_SYNCED = """
     WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key)),
     sent AS MATERIALIZED (
         SELECT p.id, v.version
@@ -168,9 +168,16 @@ MARK_SYNCED = text(
     FROM sent AS s
     WHERE p.id = s.id
     """
-)
+
+
+@cache
+def _statement(sql: str) -> TextClause:
+    from sqlalchemy import text
+
+    return text(sql)
 
 
 async def mark_synced(conn: AsyncConnection, ids: str, versions: str) -> None:
     """Mark the versions the external API acknowledged (ids and versions as array literals)."""
-    await conn.execute(MARK_SYNCED, {"key": PRODUCTS_WRITE_LOCK, "ids": ids, "versions": versions})
+    parameters = {"key": PRODUCTS_WRITE_LOCK, "ids": ids, "versions": versions}
+    await conn.execute(_statement(MARK_SYNCED), parameters)

@@ -7,7 +7,7 @@ from typing import Any
 from saq import CronJob, Queue
 from saq.types import Context, Function
 
-from ekimo.container import container_of
+from ekimo.job_worker import container_of
 from ekimo.settings import Settings
 from ekimo.sync.errors import SyncAlreadyQueued
 from ekimo.sync.service import SyncService
