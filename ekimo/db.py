@@ -39,8 +39,10 @@ def create_engine(url: str) -> AsyncEngine:
 
     engine = create_async_engine(
         asyncpg_url(url),
-        pool_size=10,
-        max_overflow=10,
+        # A fixed pool: connections made past the pool's size are closed when given back, so
+        # under load every request would open one (requests wait for a pooled one instead).
+        pool_size=20,
+        max_overflow=0,
         # No pre-ping (a round trip per checkout): `_refuse_closed` finds dead connections.
         pool_pre_ping=False,
         # Sessions commit explicitly; a connection returned to the pool is rolled back.

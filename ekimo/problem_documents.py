@@ -17,6 +17,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from ekimo import request_ids
 from ekimo.db import is_unavailable
 from ekimo.errors import Problem, Unprocessable
 
@@ -106,7 +107,23 @@ def _respond(request: Request[Any, Any, Any], exc: ProblemDetailsException) -> R
     """Every problem document has a `title` (the status phrase unless the raiser chose one)."""
     if exc.title is None:
         exc.title = HTTPStatus(exc.status_code).phrase
-    return exc.to_response(request)
+    return _stamped(exc.to_response(request))
+
+
+def _stamped(response: Response[Any]) -> Response[Any]:
+    """The request's id in its problem document: what a user quotes, found in the logs."""
+    request_id = request_ids.current()
+    content: object = response.content
+    if request_id is not None and isinstance(content, dict):
+        cast("dict[str, object]", content)["request_id"] = request_id
+    return response
+
+
+def _stamping(handler: Any) -> Any:
+    def stamped(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return _stamped(handler(request, exc))
+
+    return stamped
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:
@@ -122,6 +139,10 @@ class _ProblemDocuments(ProblemDetailsPlugin):
         # Typed by Litestar with a Request whose parameters it leaves unknown.
         handlers = app_config.exception_handlers  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
         handlers[ValidationException] = _validation_problem
+        # The plugin's handlers render mapped exceptions themselves: each is wrapped.
+        mapped: dict[Any, Any] = dict(handlers)  # pyright: ignore[reportUnknownArgumentType]
+        for kind, handler in mapped.items():
+            handlers[kind] = _stamping(handler)
         return app_config
 
 

@@ -14,21 +14,26 @@ from litestar.di import Provide
 from saq import Worker
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ekimo import docs, health
+from ekimo import docs, health, metrics
 from ekimo.container import Container
 from ekimo.entry import worker
 from ekimo.imports.controller import routes as import_routes
+from ekimo.imports.figures import import_figures
+from ekimo.logs import log_requests
 from ekimo.problem_documents import problem_details_plugin
 from ekimo.products.controller import routes as catalog_routes
+from ekimo.products.figures import catalog_figures
 from ekimo.request_ids import with_request_ids
 from ekimo.shutdown import also_on_stop_signals
 from ekimo.sync.controller import routes as sync_routes
+from ekimo.sync.figures import last_run, sync_figures
 from ekimo.users.accounts import routes as account_routes
 from ekimo.users.audit_controller import routes as audit_routes
 from ekimo.users.auth import auth_plugin
 from ekimo.users.controller import routes as user_routes
-from ekimo.users.guards import authorize, document_permissions
+from ekimo.users.guards import admission, authorize, document_permissions
 from ekimo.users.keys_controller import routes as key_routes
+from ekimo.users.roles import READ_HEALTH_DETAILS
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +85,21 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
     def provide_container() -> Container:
         return container
 
+    # What each domain reports to GET /metrics and GET /health?verbose=true.
+    measured = (
+        metrics.Metrics(container, [catalog_figures, import_figures, sync_figures])
+        if container.configured.metrics
+        else None
+    )
+    health_route = health.create_route(
+        details=[health.Detail("last_sync", last_run)],
+        admit=admission(container, READ_HEALTH_DETAILS),
+    )
+
     app = Litestar(
         route_handlers=[
-            health.health,
+            health_route,
+            *([measured.route] if measured is not None else []),
             docs.assets_router(),
             *user_routes,
             *account_routes,
@@ -110,5 +127,7 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
     )
     document_permissions(app)
     # Around Litestar's whole handler (unknown paths and error answers included), not per route.
-    app.asgi_handler = with_request_ids(app.asgi_handler)
+    if measured is not None:
+        app.asgi_handler = measured.count_requests(app.asgi_handler)
+    app.asgi_handler = with_request_ids(log_requests(app.asgi_handler))
     return app

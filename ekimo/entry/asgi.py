@@ -8,11 +8,11 @@ from litestar.types import ASGIApp
 
 from ekimo.container import Container
 from ekimo.entry.app import create_app
-from ekimo.logs import access_log_middleware, configure_logging
+from ekimo.logs import configure_logging
 from ekimo.settings import load_settings
 
 
 def create() -> ASGIApp:
-    configure_logging()
-    container = Container(load_settings())
-    return access_log_middleware(create_app(container, served=True))
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(Container(settings), served=True)

@@ -56,7 +56,7 @@ def serve(
     from ekimo.logs import configure_logging
 
     settings = settings_or_exit()
-    configure_logging()
+    configure_logging(settings)
     embedded.stop_on_signals()  # SIGHUP and SIGQUIT end the process without `atexit`
     console.print(f"ekimo on [bold]http://{host}:{port}[/] — API docs at http://{host}:{port}/docs")
     if workers > 1:
@@ -64,10 +64,9 @@ def serve(
         return
     from ekimo.container import Container
     from ekimo.entry.app import create_app
-    from ekimo.logs import access_log_middleware
 
     litestar_app = create_app(Container(settings), run_worker=worker, served=True)
-    server.run_one(access_log_middleware(litestar_app), settings, host, port)
+    server.run_one(litestar_app, settings, host, port)
 
 
 @app.command("worker")
@@ -87,7 +86,7 @@ def run_worker(
     from ekimo.logs import configure_logging
     from ekimo.shutdown import on_stop_signals
 
-    configure_logging()
+    configure_logging(settings_or_exit())
     embedded.stop_on_signals()  # SIGHUP, SIGQUIT (and SIGTERM during start-up): no atexit
 
     async def work(container: Container) -> None:

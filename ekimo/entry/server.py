@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import uvicorn
 from litestar.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
 from ekimo import db, embedded
+from ekimo.metrics import MULTIPROCESS_DIR
 from ekimo.settings import Settings
 from ekimo.shutdown import CUT_MARGIN_SECONDS, exit_zero_when_stopped_by
 
@@ -80,10 +83,18 @@ def run_many(settings: Settings, workers: int, host: str, port: int, *, run_work
             settings.state_dir
         )
     worker = subprocess.Popen([sys.executable, "-m", "ekimo", "worker"]) if run_worker else None
+    # GET /metrics sums the requests of every API process (each counts in a file of its own in
+    # this directory): fresh for this run, removed after it. One the operator set is used as is.
+    metrics_dir = None
+    if settings.metrics and not os.environ.get(MULTIPROCESS_DIR):
+        metrics_dir = tempfile.mkdtemp(prefix="ekimo-metrics-")
+        os.environ[MULTIPROCESS_DIR] = metrics_dir
     config = _config(APP_FACTORY, settings, host, port, workers)
     try:
         _Supervisor(config, worker).run()
     finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if worker is not None:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ permission against its role.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from copy import copy
 from typing import Any
@@ -36,7 +37,7 @@ from ekimo.container import Container
 from ekimo.errors import Problem
 from ekimo.settings import Settings
 from ekimo.users.principals import KEY_PREFIX, Principal, Principals
-from ekimo.users.security import InvalidTokenError, decode_access_token
+from ekimo.users.security import InvalidTokenError, TokenClaims, decode_access_token
 
 SECURITY_SCHEME = "OAuth2PasswordBearer"
 TOKEN_URL = "/auth"  # noqa: S105 (a path, not a secret)
@@ -98,6 +99,23 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token
 
 
+# Checking a token's signature costs more than the rest of a simple read: a token verified once
+# is remembered until it expires (per process, bounded). Revocation is the principal's check.
+_VERIFIED: dict[tuple[str, str], TokenClaims] = {}
+MAX_VERIFIED = 10_000
+
+
+def _verified(token: str, secret: str) -> TokenClaims:
+    claims = _VERIFIED.get((secret, token))
+    if claims is not None and claims.expires_at > time.time():
+        return claims
+    claims = decode_access_token(token, secret)
+    if len(_VERIFIED) >= MAX_VERIFIED:
+        _VERIFIED.clear()
+    _VERIFIED[(secret, token)] = claims
+    return claims
+
+
 async def resolve(principals: Principals, container: Container, token: str) -> Principal:
     """The principal of a bearer credential; `Unauthorized` when it is not (or no longer) valid."""
     if token.startswith(KEY_PREFIX):
@@ -108,7 +126,7 @@ async def resolve(principals: Principals, container: Container, token: str) -> P
     secret = container.settings.secret_key
     assert secret is not None, "the container fills the secret key"
     try:
-        claims = decode_access_token(token, secret)
+        claims = _verified(token, secret)
     except InvalidTokenError:
         raise Unauthorized(
             "the access token is invalid or expired; get a new one from POST /auth"

@@ -5,6 +5,7 @@ route that declares neither answers 403 to everyone.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -15,7 +16,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import OpenAPIResponse, Operation, PathItem, Reference
 from litestar.routes import HTTPRoute
 
+from ekimo.container import Container
 from ekimo.errors import Problem
+from ekimo.users.auth import Unauthorized, bearer_token, principals_of, resolve_request
 from ekimo.users.principals import Principal
 from ekimo.users.roles import Permission
 
@@ -40,8 +43,11 @@ class NotSignedIn(Problem):
     status = 401
 
 
-def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The app-wide guard. Raises `Forbidden` naming what is missing."""
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The app-wide guard. Raises `Forbidden` naming what is missing. A coroutine though it
+    never waits: Litestar runs a plain function guard in a thread, on every request."""
     if handler.opt.get(PUBLIC_KEY) is True or connection.scope["path"].startswith(_DOCS_PREFIX):
         return
     if isinstance(handler, HTTPRouteHandler) and handler.http_methods == {"OPTIONS"}:
@@ -52,9 +58,30 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     principal = cast("dict[str, Any]", connection.scope).get("user")
     if not isinstance(principal, Principal):
         raise NotSignedIn("this endpoint needs 'Authorization: Bearer <token>'")
+    _check(principal, permission)
+
+
+def _check(principal: Principal, permission: Permission) -> None:
     if not permission.allows(principal.role):
         holder = "this API key" if principal.key_id is not None else "your account"
         raise Forbidden(f"{permission.refusal}; {holder} has the {principal.role} role")
+
+
+def admission(
+    container: Container, permission: Permission
+) -> Callable[[ASGIConnection[Any, Any, Any, Any]], Awaitable[None]]:
+    """The check of a public route that shows more to some callers (GET /health?verbose=true),
+    which the bearer-token middleware skips: the request's credential is resolved as the
+    middleware would (401 when missing or invalid), then `permission` checked (403)."""
+
+    async def admit(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        token = bearer_token(connection)
+        if token is None:
+            raise Unauthorized(f"{permission.refusal}: send 'Authorization: Bearer <token>'")
+        principals = principals_of(connection.app.state)
+        _check(await resolve_request(connection, principals, container, token), permission)
+
+    return admit
 
 
 def document_permissions(app: Litestar) -> None:

@@ -63,6 +63,11 @@ MANAGE_ACCOUNTS = Permission(
 READ_AUDIT = Permission(
     "read_audit", frozenset({Role.ADMIN}), "reading the audit trail needs the admin role"
 )
+READ_HEALTH_DETAILS = Permission(
+    "read_health_details",
+    frozenset({Role.ADMIN}),
+    "the detailed health (verbose=true) needs the admin role",
+)
 
 # The order of power for "a key's role may not exceed its creator's": a receiver only sends
 # products, which an editor may do too.

@@ -69,6 +69,8 @@ class TokenClaims:
     user_id: int
     # The account's token_version when the token was issued (absent in a token: 0).
     version: int
+    # Its `exp`, in seconds since the epoch.
+    expires_at: float = 0.0
 
 
 def create_access_token(
@@ -104,6 +106,9 @@ def decode_access_token(token: str, secret: str) -> TokenClaims:
         version = claims.get("ver", 0)
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidTokenError("ver is not a token version")
-        return TokenClaims(user_id=int(subject), version=version)
+        expires_at = claims["exp"]
+        if not isinstance(expires_at, int | float):
+            raise InvalidTokenError("exp is not a time")
+        return TokenClaims(user_id=int(subject), version=version, expires_at=float(expires_at))
     except jwt.InvalidTokenError as exc:
         raise InvalidTokenError(str(exc)) from None

@@ -60,8 +60,7 @@ async def test_an_export_whose_query_fails_answers_a_problem_not_a_cut_download(
 
     response = await client.get("/products/export", headers=auth_headers)
 
-    assert response.status_code == 503, response.text
-    assert response.json() == {
+    assert problem_of(response, 503) == {
         "status": 503,
         "title": "Service Unavailable",
         "detail": "the database is unavailable",

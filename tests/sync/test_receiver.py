@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from ekimo.container import Container
 from ekimo.sync import receiver
+from tests.problems import problem_of
 from tests.sync.conftest import versions
 
 
@@ -164,7 +165,7 @@ async def test_more_than_10000_items_is_413(
     response = await post(client, auth_headers, *items)
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {
+    assert problem_of(response, 413) == {
         "status": 413,
         "title": "Request Entity Too Large",
         "detail": "10001 products in one request; send at most 10000 per request",

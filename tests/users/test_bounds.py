@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import register_and_login
+from tests.problems import problem_of
 
 Client = httpx.AsyncClient
 
@@ -32,8 +33,7 @@ async def test_an_id_beyond_bigint_is_a_404(
 
     response = await client.request(method, path, json=body, headers=auth_headers)
 
-    assert response.status_code == 404, response.text
-    assert response.json() == {
+    assert problem_of(response, 404) == {
         "status": 404,
         "title": "Not Found",
         "detail": f"nothing at {path} ({key}: {BIGINT_BOUND})",
@@ -71,8 +71,7 @@ async def test_an_audit_instant_out_of_range_in_utc_is_a_422(
 
     response = await client.get("/audit", params={"since": since}, headers=auth_headers)
 
-    assert response.status_code == 422, response.text
-    assert response.json() == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": f"since: {since} {INSTANT_RULE}",
@@ -94,8 +93,7 @@ async def test_a_key_name_with_nul_or_an_expiry_out_of_range_is_a_422(
 
     assert named.status_code == 422, named.text
     assert named.json()["field"] == "name"
-    assert expiring.status_code == 422, expiring.text
-    assert expiring.json() == {
+    assert problem_of(expiring, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": f"expires_at: 9999-12-31T23:59:59-14:00 {INSTANT_RULE}",
@@ -110,8 +108,7 @@ async def test_a_login_name_with_nul_is_a_422_in_either_form(client: Client) -> 
     as_form = await client.post("/auth", data=credentials)
     as_json = await client.post("/auth", json=credentials)
 
-    assert as_form.status_code == 422, as_form.text
-    assert as_form.json() == {
+    assert problem_of(as_form, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": "username must not contain the NUL character (PostgreSQL cannot store it)",

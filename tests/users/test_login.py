@@ -14,6 +14,7 @@ from ekimo.container import Container
 from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
+from tests.problems import problem_of
 
 PROBLEM = "application/problem+json"
 
@@ -85,10 +86,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
     unknown = await client.post("/auth", data={"username": "nobody", "password": PASSWORD})
     unknown_s = time.perf_counter() - started
 
-    assert wrong.status_code == unknown.status_code == 401
-    assert wrong.headers["content-type"].startswith(PROBLEM)
-    assert wrong.json() == unknown.json()
-    assert wrong.text == unknown.text
+    # The same document but for each request's own id: nothing tells the two cases apart.
+    assert problem_of(wrong, 401) == problem_of(unknown, 401)
+    assert len(wrong.content) == len(unknown.content)
     # Both run one bcrypt check of the same cost (~0.25 s); without the dummy check the
     # unknown user would answer in milliseconds.
     assert unknown_s > wrong_s / 3, (wrong_s, unknown_s)

@@ -48,6 +48,9 @@ class Call:
 # let through.
 MATRIX = [
     Call("GET", "/health", OPEN),
+    # Public, but the details need an admin's credential.
+    Call("GET", "/health?verbose=true", ADMINS),
+    Call("GET", "/metrics", OPEN),
     Call("POST", "/auth", OPEN, data={"username": "root", "password": PASSWORD}),
     # Open to all, but a credential that is sent must be valid.
     Call(

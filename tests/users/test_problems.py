@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 from litestar import Litestar
@@ -16,14 +15,9 @@ from ekimo.problem_documents import problem_details_plugin
 from ekimo.users.controller import register
 from ekimo.users.schemas import USERNAME_RULE
 from tests.conftest import PASSWORD, serve
+from tests.problems import problem_of
 
 PROBLEM = "application/problem+json"
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    return response.json()
 
 
 async def test_a_rule_broken_in_the_service_is_a_422_document(
@@ -31,7 +25,7 @@ async def test_a_rule_broken_in_the_service_is_a_422_document(
 ) -> None:
     response = await client.post("/users", json={"username": "a b", "password": PASSWORD})
 
-    assert _problem(response, 422) == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": USERNAME_RULE,
@@ -45,13 +39,13 @@ async def test_a_body_failing_validation_is_the_same_kind_of_422_document(
     missing = await client.post("/users", json={"username": "alice"})
     mistyped = await client.post("/users", json={"username": "alice", "password": 5})
 
-    assert _problem(missing, 422) == {
+    assert problem_of(missing, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": "password is required",
         "field": "password",
     }
-    assert _problem(mistyped, 422) == {
+    assert problem_of(mistyped, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": "password must be a string",
@@ -83,7 +77,7 @@ async def test_the_validation_422_does_not_depend_on_middleware_around_the_route
     async with serve(app) as bare:
         response = await bare.post("/users", json={"username": "alice"})
 
-    assert _problem(response, 422)["field"] == "password"
+    assert problem_of(response, 422)["field"] == "password"
 
 
 async def test_a_taken_name_is_a_409_document_naming_the_field(
@@ -95,7 +89,7 @@ async def test_a_taken_name_is_a_409_document_naming_the_field(
 
     again = await client.post("/users", json={"username": "aLICE", "password": PASSWORD})
 
-    assert _problem(again, 409) == {
+    assert problem_of(again, 409) == {
         "status": 409,
         "title": "Conflict",
         "detail": "username 'aLICE' is already taken (names are compared ignoring case)",
@@ -115,7 +109,7 @@ async def test_simultaneous_registrations_ignoring_case_give_one_201_and_one_409
 
     by_status = {r.status_code: r for r in responses}
     assert sorted(by_status) == [201, 409]
-    assert _problem(by_status[409], 409)["field"] == "username"
+    assert problem_of(by_status[409], 409)["field"] == "username"
 
 
 async def test_a_login_in_another_media_type_is_a_415_document(
@@ -123,7 +117,7 @@ async def test_a_login_in_another_media_type_is_a_415_document(
 ) -> None:
     response = await client.post("/auth", content=b"alice", headers={"content-type": "text/plain"})
 
-    assert _problem(response, 415) == {
+    assert problem_of(response, 415) == {
         "status": 415,
         "title": "Unsupported Media Type",
         "detail": "send application/x-www-form-urlencoded (username, password) or JSON",
@@ -137,7 +131,7 @@ async def test_a_login_body_that_is_not_json_is_a_422_document(
         "/auth", content=b"{", headers={"content-type": "application/json"}
     )
 
-    assert _problem(response, 422) == {
+    assert problem_of(response, 422) == {
         "status": 422,
         "title": "Unprocessable Content",
         "detail": "the body is not valid JSON",
