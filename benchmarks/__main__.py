@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-PARTS = {"import": "imports", "imports": "imports", "sync": "sync"}
-ORDER = ["imports", "sync"]
+PARTS = {"import": "imports", "imports": "imports", "sync": "sync", "scale": "scale"}
+ORDER = ["imports", "sync", "scale"]
 
 
 def main() -> None:

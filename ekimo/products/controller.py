@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
-from advanced_alchemy.service import OffsetPagination
 from litestar import get
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
@@ -20,8 +19,11 @@ from ekimo.downloads import started
 from ekimo.params import Offset, page_size, text
 from ekimo.products import export
 from ekimo.products.catalog import (
+    CURSOR_PATTERN,
     DEFAULT_SORT,
+    MAX_CURSOR_LENGTH,
     MAX_PAGE_SIZE,
+    MAX_SORT_LENGTH,
     SORTABLE_FIELDS,
     CatalogService,
     ProductQuery,
@@ -29,6 +31,7 @@ from ekimo.products.catalog import (
 from ekimo.products.schemas import (
     ExportFormat,
     ProductOut,
+    ProductPage,
     ProductState,
 )
 from ekimo.users.guards import allow
@@ -36,7 +39,8 @@ from ekimo.users.roles import READ_CATALOG
 
 _SORT_HELP = (
     f"Comma-separated fields among {', '.join(SORTABLE_FIELDS)}; "
-    "a leading '-' sorts descending (e.g. `-updated_at,barcode`)."
+    "a leading '-' sorts descending (e.g. `-updated_at,barcode`). Ties are broken by the "
+    "order of creation, in the first field's direction."
 )
 
 
@@ -61,7 +65,9 @@ def provide_product_query(
             "instant (`updated_at`; UTC when no offset is given)."
         ),
     ] = None,
-    sort: Annotated[str, QueryParameter(description=_SORT_HELP)] = DEFAULT_SORT,
+    sort: Annotated[
+        str, QueryParameter(max_length=MAX_SORT_LENGTH, description=_SORT_HELP)
+    ] = DEFAULT_SORT,
 ) -> ProductQuery:
     return ProductQuery(
         barcodes=tuple(barcode or ()),
@@ -94,9 +100,21 @@ async def list_products(
     product_query: NamedDependency[ProductQuery],
     limit: Annotated[int, page_size(MAX_PAGE_SIZE)] = 100,
     offset: Offset = 0,
-) -> OffsetPagination[ProductOut]:
-    """A page of the catalog, filtered and sorted; `total` counts every match."""
-    return await catalog.page(product_query, limit=limit, offset=offset)
+    cursor: Annotated[
+        str | None,
+        QueryParameter(
+            max_length=MAX_CURSOR_LENGTH,
+            pattern=CURSOR_PATTERN,
+            description="The `next` of the previous page: this page starts after that page's "
+            "last product, as fast deep in the catalog as on the first page (an `offset` "
+            "reads every product it skips). Same filters and sort as that page; not with "
+            "`offset`.",
+        ),
+    ] = None,
+) -> ProductPage:
+    """A page of the catalog, filtered and sorted; `total` counts every match (an estimate,
+    flagged by `total_exact: false`, when they are many). Walk the whole catalog with `next`."""
+    return await catalog.page(product_query, limit=limit, offset=offset, cursor=cursor)
 
 
 @get(

@@ -17,6 +17,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+# The sort keys with an index (key, id) of their own; `barcode` is unique, its index suffices.
+# Sorting by quantity, created_at or version reads the table: every index costs every write (a
+# sync's marking updates each product, never in place, as the pending index names
+# synced_version), more than those rare sorts would gain.
+SORT_INDEXED = ("name", "price", "last_updated", "updated_at")
+
 
 class Product(BigIntAuditBase):
     """A catalog entry. Pending sync while `version > synced_version`."""
@@ -32,6 +38,26 @@ class Product(BigIntAuditBase):
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         # Finding pending products costs nothing when there are none.
         Index("ix_products_pending", "id", postgresql_where=text("version > synced_version")),
+        # The pending page (by barcode, the default sort) and the pending count read only these
+        # (the version too: the count leaves out rejected versions without reading the table).
+        Index(
+            "ix_products_pending_barcode",
+            "barcode",
+            postgresql_include=["version"],
+            postgresql_where=text("version > synced_version"),
+        ),
+        # "Name contains" (ILIKE '%q%') reads the trigram index, not the whole table.
+        Index(
+            "ix_products_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
+        # One per sort key, with the id tiebreaker: a page in either direction reads the index
+        # from where the previous page ended (barcode is unique: its own index serves).
+        *(Index(f"ix_products_{key}", key, "id") for key in SORT_INDEXED),
+        # Migration 0007 also creates the statistics `st_products_pending` (on the expression
+        # `version > synced_version`; SQLAlchemy has no form for them): estimates read them.
     )
 
     barcode: Mapped[str] = mapped_column(String(14), unique=True)

@@ -86,7 +86,9 @@ class SyncController(Controller):
         self, container: NamedDependency[Container], runs: NamedDependency[SyncRuns]
     ) -> SyncStatus:
         pending = await SyncService(container).pending_count()
-        return SyncStatus(pending=pending, last_run=await runs.last())
+        return SyncStatus(
+            pending=pending.count, pending_exact=pending.exact, last_run=await runs.last()
+        )
 
 
 @post(

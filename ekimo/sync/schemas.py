@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -24,7 +25,17 @@ class SyncRunOut(msgspec.Struct):
 
 
 class SyncStatus(msgspec.Struct):
-    pending: int
+    pending: Annotated[
+        int,
+        msgspec.Meta(
+            description="Products waiting for the next sync (those the external API rejected "
+            "at their current version left out): an exact count when `pending_exact`, "
+            "PostgreSQL's estimate when they are many."
+        ),
+    ]
+    pending_exact: Annotated[
+        bool, msgspec.Meta(description="Whether `pending` is an exact count or an estimate.")
+    ]
     last_run: SyncRunOut | None
 
 

@@ -34,7 +34,14 @@ async def test_pages_cover_the_catalog_once(
     assert seen == [f"{i:013d}" for i in range(25)]
 
     past_end = await client.get("/products", params={"offset": 100}, headers=auth_headers)
-    assert past_end.json() == {"items": [], "total": 25, "limit": 100, "offset": 100}
+    assert past_end.json() == {
+        "items": [],
+        "total": 25,
+        "limit": 100,
+        "offset": 100,
+        "total_exact": True,
+        "next": None,
+    }
 
 
 async def test_item_fields(
