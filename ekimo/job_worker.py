@@ -10,6 +10,7 @@ from typing import Any
 from saq import Worker
 from saq.types import Context
 
+from ekimo import request_ids
 from ekimo.container import Container
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,12 @@ class ContainerWorker(Worker[Any]):
     def __init__(self, container: Container, **options: Any) -> None:
         # `stop` waits for the jobs itself and cancels what is left before SAQ's own stop, whose
         # grace then only sees finished tasks (it would wait for its idle loops, and warn).
-        super().__init__(container.queue, shutdown_grace_period_s=1, **options)
+        super().__init__(
+            container.queue,
+            shutdown_grace_period_s=1,
+            before_process=[_bind_request_id],
+            **options,
+        )
         self.container = container
 
     async def stop(self) -> None:
@@ -67,3 +73,9 @@ def container_of(ctx: Context) -> Container:
     if not isinstance(worker, ContainerWorker):
         raise TypeError("an ekimo job runs on a ContainerWorker")
     return worker.container
+
+
+async def _bind_request_id(ctx: Context) -> None:
+    # The job's task is made after this, in this context: its log lines carry the id too.
+    job = ctx.get("job")
+    request_ids.bind_job(job.meta if job is not None else None)

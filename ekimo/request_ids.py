@@ -27,9 +27,16 @@ def new() -> str:
     return uuid.uuid4().hex
 
 
-def bind(request_id: str | None) -> None:
-    """Run the rest of this task under `request_id` (a job carries its request's id)."""
-    _current.set(request_id)
+def job_meta() -> dict[str, str]:
+    """What a job queued now carries of its request (its worker binds it: `bind_job`)."""
+    request_id = _current.get()
+    return {"request_id": request_id} if request_id else {}
+
+
+def bind_job(meta: dict[str, object] | None) -> None:
+    """Run a job under the id of the request that queued it, if any."""
+    request_id = (meta or {}).get("request_id")
+    _current.set(request_id if isinstance(request_id, str) else None)
 
 
 def sane(value: str | None) -> str | None:

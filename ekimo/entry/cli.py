@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from ekimo.users.keys_commands import keys_app
 # together they take seconds, which `ekimo --help` or a usage error should not.
 if TYPE_CHECKING:
     from ekimo.container import Container
+    from ekimo.settings import Settings
 
 app = typer.Typer(
     name="ekimo",
@@ -58,7 +60,7 @@ def serve(
     settings = settings_or_exit()
     configure_logging(settings)
     embedded.stop_on_signals()  # SIGHUP and SIGQUIT end the process without `atexit`
-    console.print(f"ekimo on [bold]http://{host}:{port}[/] — API docs at http://{host}:{port}/docs")
+    _announce(settings, f"ekimo on http://{host}:{port} — API docs at http://{host}:{port}/docs")
     if workers > 1:
         server.run_many(settings, workers, host, port, run_worker=worker)
         return
@@ -97,11 +99,20 @@ def run_worker(
             saq_worker.event.set()  # `start` returns and stops the worker gracefully
 
         on_stop_signals(stop)
-        console.print("ekimo worker started; Ctrl+C stops it")
+        _announce(container.settings, "ekimo worker started; Ctrl+C stops it")
         await saq_worker.start()
-        console.print("ekimo worker stopped")
+        _announce(container.settings, "ekimo worker stopped")
 
     run_in_container(work)
+
+
+def _announce(settings: Settings, message: str) -> None:
+    """A long-running command's news: on the terminal, or a log line when the logs are JSON
+    (their output must stay one JSON object per line)."""
+    if settings.log_format == "json":
+        logging.getLogger("ekimo").info(message)
+    else:
+        console.print(message, highlight=False)
 
 
 def _database_url() -> str:

@@ -24,6 +24,7 @@ from typing import IO, Any
 from saq import CronJob
 from saq.types import Context, Function
 
+from ekimo import request_ids
 from ekimo.container import Container
 from ekimo.db import is_unavailable
 from ekimo.imports import history
@@ -45,9 +46,9 @@ PROGRESS_EVERY_S = 0.5
 QUEUE_ROW = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
     created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
-    started_at, finished_at, duration_ms, created_at, updated_at, username)
+    started_at, finished_at, duration_ms, created_at, updated_at, username, request_id)
 VALUES ($1, $2, $3, '', $4, $5, 'queued', 0, 0, 0, 0, 0, '[]'::jsonb, 0, false, '[]'::jsonb,
-    now(), now(), 0, now(), now(), $6)
+    now(), now(), 0, now(), now(), $6, $7)
 RETURNING id
 """
 
@@ -101,6 +102,7 @@ async def queue_import(
                 options.dry_run,
                 options.on_error,
                 username,
+                request_ids.current(),
             )
             await history.store_upload(conn, import_id, stream)
         try:
@@ -112,6 +114,7 @@ async def queue_import(
                 import_id=import_id,
                 timeout=IMPORT_JOB_TIMEOUT,
                 retries=1,
+                meta=request_ids.job_meta(),
             )
         except Exception as exc:
             await _fail(conn, import_id, "failed", NOT_QUEUED_MESSAGE)

@@ -42,6 +42,8 @@ class Import(BigIntAuditBase):
     # Who imported: id and name are copies, so the history outlives a deleted account.
     user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     username: Mapped[str | None] = mapped_column(String(64))
+    # The id of the request that uploaded the file (X-Request-ID), to find its log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(8))
     sha256: Mapped[str] = mapped_column(String(64))

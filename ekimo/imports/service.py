@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import IO, Any
 
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
+from ekimo import request_ids
 from ekimo.container import Container
 from ekimo.imports.errors import FileProblem, ImportFailed
 from ekimo.imports.fast import csv as fast_csv
@@ -62,12 +64,14 @@ FROM import_staging GROUP BY barcode HAVING count(*) > 1
 
 MERGE = merge_into_products("import_staging")
 
+logger = logging.getLogger(__name__)
+
 RECORD = """
 INSERT INTO imports (user_id, filename, format, sha256, dry_run, on_error, status, rows,
     created, updated, unchanged, rejected, errors, errors_total, errors_truncated, warnings,
-    started_at, finished_at, duration_ms, created_at, updated_at, username)
+    started_at, finished_at, duration_ms, created_at, updated_at, username, request_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16::jsonb,
-    $17, $18, $19, $18, $18, $20)
+    $17, $18, $19, $18, $18, $20, $21)
 RETURNING id
 """
 
@@ -77,8 +81,8 @@ UPDATE imports SET user_id = $1, filename = $2, format = $3, sha256 = $4, dry_ru
     on_error = $6, status = $7, rows = $8, created = $9, updated = $10, unchanged = $11,
     rejected = $12, errors = $13::jsonb, errors_total = $14, errors_truncated = $15,
     warnings = $16::jsonb, started_at = $17, finished_at = $18, duration_ms = $19,
-    updated_at = $18, username = $20
-WHERE id = $21
+    updated_at = $18, username = $20, request_id = coalesce(request_id, $21)
+WHERE id = $22
 RETURNING id
 """
 
@@ -451,9 +455,32 @@ class ImportService:
                 finished,
                 report.duration_ms,
                 username,
+                request_ids.current(),
                 *queued,
             )
             await rejected.save(conn, import_id)
+        logger.info(
+            "import %s %s: %s, %d rows (%d created, %d updated, %d unchanged, %d rejected)",
+            import_id,
+            report.filename,
+            report.status,
+            report.rows,
+            report.created,
+            report.updated,
+            report.unchanged,
+            report.rejected,
+            extra={
+                "import_id": import_id,
+                "file": report.filename,
+                "status": report.status,
+                "rows": report.rows,
+                "rows_created": report.created,
+                "rows_updated": report.updated,
+                "rows_unchanged": report.unchanged,
+                "rows_rejected": report.rejected,
+                "duration_ms": report.duration_ms,
+            },
+        )
         return import_id
 
 

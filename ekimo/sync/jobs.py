@@ -7,6 +7,7 @@ from typing import Any
 from saq import CronJob, Queue
 from saq.types import Context, Function
 
+from ekimo import request_ids
 from ekimo.job_worker import container_of
 from ekimo.settings import Settings
 from ekimo.sync.errors import SyncAlreadyQueued
@@ -25,7 +26,12 @@ async def sync_products(ctx: Context, *, trigger: str = "schedule") -> dict[str,
 
 async def queue_sync(queue: Queue, trigger: str) -> str:
     """Enqueue a sync run for the worker; returns the job id."""
-    job = await queue.enqueue(sync_products.__qualname__, trigger=trigger, timeout=SYNC_JOB_TIMEOUT)
+    job = await queue.enqueue(
+        sync_products.__qualname__,
+        trigger=trigger,
+        timeout=SYNC_JOB_TIMEOUT,
+        meta=request_ids.job_meta(),
+    )
     if job is None:  # SAQ refuses a duplicate job key; none is set, so this is a safeguard
         raise SyncAlreadyQueued()
     return job.id

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import text
@@ -27,8 +30,11 @@ from ekimo.sync.client import Delivered, RetryPolicy, SyncAborted, SyncClient, U
 from ekimo.sync.errors import DatabaseUnavailable
 from ekimo.sync.runs import RunSummary, SyncRuns
 
+logger = logging.getLogger(__name__)
+
 # pg_try_advisory_lock key of "a sync run is going on" (distinct from PRODUCTS_WRITE_LOCK).
 SYNC_RUN_LOCK = 0x656B696D6F02
+
 # SQL: advisory locks have no ORM form; session-level, so they outlive the run's transactions.
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 UNLOCK = text("SELECT pg_advisory_unlock(:key)")
@@ -45,6 +51,25 @@ COUNT_PENDING = text(
     WHERE p.version > p.synced_version AND NOT EXISTS (
         SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
     """
+)
+
+# GET /sync/status counts pending products up to this many (a bounded read of the partial
+# index); above, it gives the planner's estimate.
+EXACT_PENDING_LIMIT = 10_000
+# SQL: COUNT_PENDING, reading at most :limit products.
+COUNT_PENDING_UP_TO = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM products p
+        WHERE p.version > p.synced_version AND NOT EXISTS (
+            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
+        LIMIT :limit) pending
+    """
+)
+# SQL: the planner's estimate of the pending products, from the statistics on the expression
+# (st_products_pending, migration 0007); it has none for `version > synced_version` itself.
+ESTIMATE_PENDING = text(
+    "EXPLAIN (FORMAT JSON) SELECT 1 FROM products WHERE (version > synced_version) IS TRUE"
 )
 
 # The pending products after the keyset cursor, rejected ones left out (skipped until they
@@ -169,6 +194,12 @@ class Batch:
 Progress = Callable[[RunSummary], None]
 
 
+@dataclass(frozen=True)
+class PendingCount:
+    count: int
+    exact: bool  # False: an estimate (more than EXACT_PENDING_LIMIT)
+
+
 class SyncService:
     """Runs syncs for one container; `settings` and `policy` may be overridden (tests)."""
 
@@ -185,9 +216,20 @@ class SyncService:
         self._policy = policy or RetryPolicy()
         self._concurrency = max(1, concurrency)
 
-    async def pending_count(self) -> int:
+    async def pending_count(self) -> PendingCount:
+        """Products waiting for a sync (rejected ones left out): exact up to
+        EXACT_PENDING_LIMIT, above it an estimate (never below what was counted)."""
+        limit = EXACT_PENDING_LIMIT
         async with self._container.engine.connect() as conn:
-            return int((await conn.execute(COUNT_PENDING)).scalar_one())
+            count = int(
+                (await conn.execute(COUNT_PENDING_UP_TO, {"limit": limit + 1})).scalar_one()
+            )
+            if count <= limit:
+                return PendingCount(count, exact=True)
+            plan: Any = (await conn.execute(ESTIMATE_PENDING)).scalar_one()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return PendingCount(max(count, round(plan[0]["Plan"]["Plan Rows"])), exact=False)
 
     async def run(self, trigger: str, on_progress: Progress | None = None) -> RunSummary:
         """One sync run; returns its summary (also stored in `sync_runs`). A database outage
@@ -247,6 +289,24 @@ class SyncService:
         async with self._container.session() as session:
             await SyncRuns(session).finish(summary)
             await session.commit()
+        logger.info(
+            "sync run %s %s: %d sent, %d acknowledged, %d failed, %d rejected",
+            summary.id,
+            summary.status,
+            summary.sent,
+            summary.acknowledged,
+            summary.failed,
+            summary.rejected,
+            extra={
+                "run_id": summary.id,
+                "status": summary.status,
+                "sent": summary.sent,
+                "acknowledged": summary.acknowledged,
+                "failed": summary.failed,
+                "rejected": summary.rejected,
+                "duration_ms": summary.duration_ms,
+            },
+        )
 
     async def _locked_run(
         self, trigger: str, started: float, on_progress: Progress | None
