@@ -4,6 +4,7 @@ stop it; bounded by deadlines, never by fixed sleeps."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import httpx
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 20.0
+# A command's whole run (an import of a large file, a sync) in the fault tests.
+EXIT_SECONDS = 45.0
 
 
 def bytecode_cached(env: dict[str, str], cache: Path) -> dict[str, str]:
@@ -32,17 +35,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Served:
-    """One `ekimo serve` process, its base URL, and its output in a file (a pipe nobody reads
-    while it runs could fill and block it)."""
+class Spawned:
+    """An `ekimo` command in a subprocess, its output in a file (a pipe nobody reads while it
+    runs could fill and block it)."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str, port: int | None = None) -> None:
-        self.port = port or free_port()  # a given port: a process that takes a dead one's place
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"serve-{self.port}.log"
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, log: str = "") -> None:
+        self.log = cwd / f"{log or args[0]}-{secrets.token_hex(3)}.log"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ekimo", "serve", "--port", str(self.port), *args],
+                [sys.executable, "-m", "ekimo", *args],
                 env=env,
                 cwd=cwd,
                 stdout=out,
@@ -52,6 +53,46 @@ class Served:
     @property
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float = EXIT_SECONDS) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"ekimo did not exit within {timeout} s:\n{self.output}") from None
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
+        """Send `signum`, wait for the exit, return the status; killed if it ignores it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"ekimo ignored signal {signum}:\n{self.output}") from None
+
+
+@contextlib.contextmanager
+def spawned(env: dict[str, str], cwd: Path, *args: str) -> Iterator[Spawned]:
+    """`ekimo *args` running; killed on the way out if the test left it running."""
+    process = Spawned(env, cwd, *args)
+    try:
+        yield process
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+class Served(Spawned):
+    """One `ekimo serve` process and its base URL."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()  # a given port: a process that takes a dead one's place
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            env, cwd, "serve", "--port", str(self.port), *args, log=f"serve-{self.port}"
+        )
 
     def wait_healthy(self, timeout: float = STARTUP_SECONDS) -> None:
         deadline = time.monotonic() + timeout
@@ -63,17 +104,6 @@ class Served:
                         return
                 assert time.monotonic() < deadline, f"ekimo serve not healthy:\n{self.output}"
                 time.sleep(0.1)
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
-        """Send `signum`, wait for the exit, return the status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"ekimo serve ignored signal {signum}:\n{self.output}") from None
 
 
 @contextlib.contextmanager

@@ -8,9 +8,6 @@ import contextlib
 import functools
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -23,7 +20,7 @@ import psycopg
 from ekimo import db
 from ekimo.settings import Settings
 from tests.conftest import PASSWORD, TEST_SECRET
-from tests.faults.ekimo_process import STOP_SECONDS, Served, bytecode_cached
+from tests.faults.ekimo_process import Served, bytecode_cached
 from tests.problems import problem_of
 
 # No wait of a fault test lasts longer than this; most end in well under a second.
@@ -210,48 +207,6 @@ def wait_for_import(
 
 def finished(report: dict[str, Any]) -> bool:
     return report["status"] not in ("queued", "running")
-
-
-class Spawned:
-    """An `ekimo` command (`worker`, `sync`, ...) in a subprocess, its output in a file."""
-
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.log = cwd / f"{args[0]}-{secrets.token_hex(3)}.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ekimo", *args],
-                env=env,
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait(self, timeout: float = DEADLINE_SECONDS) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"ekimo did not exit within {timeout} s:\n{self.output}") from None
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.wait(STOP_SECONDS)
-
-
-@contextlib.contextmanager
-def spawned(env: dict[str, str], cwd: Path, *args: str) -> Iterator[Spawned]:
-    """`ekimo *args` running; killed on the way out if the test left it running."""
-    process = Spawned(env, cwd, *args)
-    try:
-        yield process
-    finally:
-        if process.process.poll() is None:
-            process.process.kill()
-            process.process.wait()
 
 
 @contextlib.contextmanager

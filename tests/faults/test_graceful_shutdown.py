@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import io
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from ekimo.products.writes import PRODUCTS_WRITE_LOCK
 from ekimo.settings import Settings
 from ekimo.shutdown import STOPPING_MESSAGE
 from tests.conftest import PASSWORD
-from tests.faults.ekimo_process import STOP_SECONDS, Served, bytecode_cached, served
+from tests.faults.ekimo_process import STOP_SECONDS, Served, bytecode_cached, served, spawned
 from tests.problems import problem_of
 
 ROWS = 2000
@@ -120,15 +118,25 @@ async def counts(container: Container) -> tuple[int, int]:
     return int(products), int(unfinished)
 
 
+@contextlib.asynccontextmanager
+async def an_upload_stopped_by_sigterm(
+    api: Served, settings: Settings
+) -> AsyncIterator[asyncio.Task[httpx.Response]]:
+    """An upload waiting for the write lock (held until the block ends) when `ekimo serve`
+    gets SIGTERM; its answer to come."""
+    headers = login(api)
+    async with write_lock_held(settings) as lock:
+        answer = asyncio.create_task(upload(api, headers))
+        await an_import_waits_for_the_lock(lock)
+        api.process.send_signal(signal.SIGTERM)
+        yield answer
+
+
 async def test_an_import_past_the_grace_is_rolled_back_answered_503_and_serve_exits_0(
     cli_env: dict[str, str], pycache: Path, tmp_path: Path, settings: Settings, container: Container
 ) -> None:
     with served(serve_env(cli_env, pycache, grace=1), tmp_path, "--no-worker") as api:
-        headers = login(api)
-        async with write_lock_held(settings) as lock:
-            answer = asyncio.create_task(upload(api, headers))
-            await an_import_waits_for_the_lock(lock)
-            api.process.send_signal(signal.SIGTERM)
+        async with an_upload_stopped_by_sigterm(api, settings) as answer:
             response = await answer
         status = await asyncio.to_thread(api.process.wait, STOP_SECONDS)
 
@@ -144,11 +152,7 @@ async def test_an_import_in_flight_finishes_within_the_grace(
     cli_env: dict[str, str], pycache: Path, tmp_path: Path, settings: Settings, container: Container
 ) -> None:
     with served(serve_env(cli_env, pycache, grace=60), tmp_path, "--no-worker") as api:
-        headers = login(api)
-        async with write_lock_held(settings) as lock:
-            answer = asyncio.create_task(upload(api, headers))
-            await an_import_waits_for_the_lock(lock)
-            api.process.send_signal(signal.SIGTERM)
+        async with an_upload_stopped_by_sigterm(api, settings) as answer:
 
             async def refuses_new_connections() -> bool:
                 try:
@@ -169,25 +173,6 @@ async def test_an_import_in_flight_finishes_within_the_grace(
     assert await counts(container) == (ROWS, 0)
 
 
-@contextlib.contextmanager
-def worker_process(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = cwd / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ekimo", "worker", "--no-schedule"],
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 async def import_status(container: Container, import_id: int) -> str:
     async with container.engine.connect() as conn:
         status = await conn.exec_driver_sql(f"SELECT status FROM imports WHERE id = {import_id}")
@@ -200,7 +185,7 @@ async def test_a_running_async_import_goes_back_to_the_queue_and_the_worker_exit
     # The worker process serves this run's queue: the test queues, a later worker finishes.
     env = bytecode_cached({**cli_env, "SHUTDOWN_GRACE_SECONDS": "1"}, pycache / "pycache")
     async with write_lock_held(settings) as lock:
-        with worker_process(env, tmp_path) as worker:
+        with spawned(env, tmp_path, "worker", "--no-schedule") as worker:
             import_id = await queue_import(
                 container, io.BytesIO(products_csv()), "products.csv", ImportOptions()
             )
@@ -210,9 +195,8 @@ async def test_a_running_async_import_goes_back_to_the_queue_and_the_worker_exit
 
             await poll(running, "the worker to start the import")
             await an_import_waits_for_the_lock(lock)
-            worker.send_signal(signal.SIGTERM)
-            status = await asyncio.to_thread(worker.wait, STOP_SECONDS)
-        output = (tmp_path / "worker.log").read_text()
+            status = await asyncio.to_thread(worker.stop, signal.SIGTERM)
+        output = worker.output
         assert status == 0, output
         assert "Traceback" not in output
         assert await import_status(container, import_id) == "queued"

@@ -16,7 +16,7 @@ import pytest
 
 from ekimo.imports.jobs import IMPORT_RUN_LOCK, ORPHAN_MESSAGE
 from tests.conftest import PASSWORD
-from tests.faults.ekimo_process import free_port, served
+from tests.faults.ekimo_process import free_port, served, spawned
 from tests.faults.fault_kit import (
     BIG_IMPORT_ROWS,
     assert_nothing_running,
@@ -31,7 +31,6 @@ from tests.faults.fault_kit import (
     products_csv,
     query,
     scalar,
-    spawned,
     upload,
     wait_for_import,
     wait_for_import_at_work,
@@ -42,21 +41,6 @@ from tests.faults.restartable_pg import Cluster
 pytestmark = pytest.mark.own_cluster
 
 SMALL = 1000
-
-
-@pytest.fixture(autouse=True)
-def clean_database() -> None:
-    """Overrides the suite's: these tests use a database of their own, not the run's."""
-
-
-@pytest.fixture(autouse=True)
-def reset_login_rate_limit() -> None:
-    """Overrides the suite's (which needs the run's database)."""
-
-
-@pytest.fixture
-def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "pycache"
 
 
 def test_an_api_killed_mid_import_writes_nothing_and_the_next_one_imports(

@@ -27,16 +27,6 @@ STARTS = [1 + i * ROWS * 2 // 3 for i in range(4)]
 DISTINCT = STARTS[-1] - 1 + ROWS
 
 
-@pytest.fixture(autouse=True)
-def clean_database() -> None:
-    """Overrides the suite's: this test uses a database of its own, not the run's."""
-
-
-@pytest.fixture(autouse=True)
-def reset_login_rate_limit() -> None:
-    """Overrides the suite's (which needs the run's database)."""
-
-
 def test_four_overlapping_imports_on_two_api_processes_all_succeed(
     own_database: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.ekimo_process import served
+from tests.faults.ekimo_process import served, spawned
 from tests.faults.fault_kit import (
     BIG_IMPORT_ROWS,
     assert_database_unavailable,
@@ -31,7 +31,6 @@ from tests.faults.fault_kit import (
     product_count,
     products_csv,
     query,
-    spawned,
     upload,
     wait_for_import,
     wait_for_import_at_work,
@@ -43,21 +42,6 @@ from tests.sync.fake_api import FakeApi, Reply
 pytestmark = pytest.mark.own_cluster
 
 SMALL = 1000
-
-
-@pytest.fixture(autouse=True)
-def clean_database() -> None:
-    """Overrides the suite's: these tests use a database of their own, not the run's."""
-
-
-@pytest.fixture(autouse=True)
-def reset_login_rate_limit() -> None:
-    """Overrides the suite's (which needs the run's database)."""
-
-
-@pytest.fixture
-def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "pycache"
 
 
 def test_an_upload_cut_by_a_restart_is_a_503_and_the_next_import_works(
