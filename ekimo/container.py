@@ -216,4 +216,7 @@ class Container:
 
 async def _plain_connection(url: str) -> Any:
     # asyncpg ships no type information for `connect`.
-    return await asyncpg.connect(url)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    connect: Any = asyncpg.connect  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    connection: Any = await connect(url)
+    db.resume_copy_when_lost(connection)
+    return connection

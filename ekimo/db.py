@@ -64,10 +64,14 @@ def _refuse_closed(dbapi_connection: Any, _record: object, _proxy: object) -> No
 
 
 def _end_copy_when_lost(dbapi_connection: Any, _: object) -> None:
+    resume_copy_when_lost(dbapi_connection.driver_connection)
+
+
+def resume_copy_when_lost(connection: Any) -> None:
     """A COPY waiting for the socket to drain when the server drops the connection would wait
     for ever (asyncpg 0.32 never resumes writing on a lost connection): resumed here, it fails
-    at once with the connection's error (the import's 503, a failed job)."""
-    connection = dbapi_connection.driver_connection
+    at once with the connection's error (the import's 503, a failed job). For every asyncpg
+    connection that may COPY: the engine's (on connect) and plain ones."""
     writing_allowed = getattr(getattr(connection, "_protocol", None), "writing_allowed", None)
     if isinstance(writing_allowed, asyncio.Event):
         event_set = writing_allowed
