@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 import uuid
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:  # the CLI's import path uses this module without the web stack
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
 # What a proxy or a client may send: ids, UUIDs and trace ids, nothing that could forge a log

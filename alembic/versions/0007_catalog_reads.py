@@ -54,7 +54,9 @@ def upgrade() -> None:
     # The planner has no statistics for a comparison of two columns (it guesses a third of the
     # table); on the expression it has, and `(version > synced_version) IS TRUE` reads them.
     op.execute("CREATE STATISTICS st_products_pending ON (version > synced_version) FROM products")
-    op.execute("ANALYZE products")
+    # No ANALYZE here: on a new (empty) catalog it would record "no rows", and the first
+    # re-import after a bulk load would be planned for an empty table until autovacuum's next
+    # analyze (a scan of the staging table per product). Autovacuum gathers these statistics.
 
 
 def downgrade() -> None:
