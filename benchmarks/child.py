@@ -50,3 +50,18 @@ def run_ekimo(env: dict[str, str], *args: str) -> Run:
         raise SystemExit(f"ekimo {' '.join(args)} died ({done.returncode}): {done.stderr[-2000:]}")
     rss_kb, cpu = done.stderr.rsplit("USAGE", 1)[1].split()[:2]
     return Run(done.returncode, done.stdout, done.stderr, wall, int(rss_kb) / 1024, float(cpu))
+
+
+def bearer_token(base: str, username: str, password: str, *, register: bool = True) -> str:
+    """A bearer token of the served ekimo at `base`, its account registered first."""
+    import httpx
+
+    account = {"username": username, "password": password}
+    if register:
+        created = httpx.post(f"{base}/users", json=account)
+        if created.status_code != 201:
+            raise SystemExit(f"could not register ({created.status_code}): {created.text}")
+    login = httpx.post(f"{base}/auth", data=account)
+    if login.status_code != 200:
+        raise SystemExit(f"could not log in ({login.status_code}): {login.text}")
+    return str(login.json()["access_token"])

@@ -57,6 +57,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from benchmarks.child import bearer_token
 from benchmarks.imports import DATA, _generate
 from benchmarks.sync import (
     DEFAULT_SERVER,
@@ -297,17 +298,6 @@ async def _sessions(url: str) -> int:
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
-
-
-def _token(base: str) -> str:
-    account = {"username": USERNAME, "password": PASSWORD}
-    created = httpx.post(f"{base}/users", json=account)
-    if created.status_code != 201:
-        raise SystemExit(f"could not register ({created.status_code}): {created.text}")
-    login = httpx.post(f"{base}/auth", json=account)
-    if login.status_code != 200:
-        raise SystemExit(f"could not log in ({login.status_code}): {login.text}")
-    return str(login.json()["access_token"])
 
 
 def _same_answer(ekimo: str, bare: str, token: str) -> str:
@@ -681,7 +671,7 @@ def _run(args: argparse.Namespace, wrk: str, url: str, files: list[Path]) -> Non
                 Path(scratch) / "bare.log",
             )
             servers.append(bare)
-            token = _token(ekimo.base)
+            token = bearer_token(ekimo.base, USERNAME, PASSWORD)
             load = os.getloadavg()
             print(
                 f"catalog: {args.products:,} products ({filled:.1f} s); ekimo and the bare app: "

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
+from benchmarks.child import bearer_token
 from benchmarks.sync import (
     DEFAULT_SERVER,
     PASSWORD,
@@ -173,18 +174,6 @@ def _served(database_url: str) -> Iterator[str]:
             server.wait()
 
 
-def _token(base: str, *, register: bool) -> str:
-    account = {"username": "reader", "password": PASSWORD}
-    if register:
-        created = httpx.post(f"{base}/users", json=account)
-        if created.status_code != 201:
-            raise SystemExit(f"could not register ({created.status_code}): {created.text}")
-    login = httpx.post(f"{base}/auth", data=account)
-    if login.status_code != 200:
-        raise SystemExit(f"could not log in ({login.status_code}): {login.text}")
-    return str(login.json()["access_token"])
-
-
 def _time(client: httpx.Client, path: str, repeat: int, warm_up: int = WARM_UP) -> Timing:
     times: list[float] = []
     for i in range(warm_up + repeat):
@@ -200,7 +189,9 @@ def _time(client: httpx.Client, path: str, repeat: int, warm_up: int = WARM_UP) 
 
 def _measure(base: str, products: int, repeat: int, *, register: bool) -> Size:
     with httpx.Client(base_url=base, timeout=120) as client:
-        client.headers["Authorization"] = f"Bearer {_token(base, register=register)}"
+        client.headers["Authorization"] = (
+            f"Bearer {bearer_token(base, 'reader', PASSWORD, register=register)}"
+        )
         offset = int(products * DEEP)
         # The cursor of the page at `offset` (untimed), for the deep page.
         before = client.get(f"/products?limit=1&sort=-price&offset={offset - 1}").json()

@@ -25,6 +25,7 @@ from ekimo.container import Container
 from ekimo.entry.app import create_app
 from ekimo.settings import Settings
 from ekimo.users.auth import reset_rate_limits
+from tests.sync.fake_api import FakeApi
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-" + "x" * 32
@@ -201,3 +202,12 @@ def run_cli(
         cwd=cwd or ROOT,
         check=False,
     )
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeApi]:
+    """A real HTTP server standing in for the external API (see `tests.sync.fake_api`)."""
+    api = FakeApi()
+    await api.start()
+    yield api
+    await api.stop()

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -187,14 +187,6 @@ async def final_products(container: Container) -> dict[str, tuple[Any, ...]]:
             "synced_version FROM products"
         )
         return {r[0]: tuple(r[1:]) for r in rows}
-
-
-@pytest.fixture
-async def fake_api() -> AsyncIterator[FakeApi]:
-    api = FakeApi()
-    await api.start()
-    yield api
-    await api.stop()
 
 
 def sync_service(container: Container, api: FakeApi) -> SyncService:

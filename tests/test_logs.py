@@ -35,14 +35,6 @@ def with_password(url: str, password: str) -> str:
     return f"{scheme}://{user}:{password}@{host}" if at and ":" not in user else url
 
 
-@pytest.fixture
-async def fake_api() -> Any:
-    api = FakeApi()
-    await api.start()
-    yield api
-    await api.stop()
-
-
 async def test_json_logs_of_a_full_flow_are_correlated_and_hold_no_secret(
     cli_env: dict[str, str],
     tmp_path: Path,

@@ -4,7 +4,6 @@ by route template; the business figures read from the database (the same from ev
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -55,14 +54,6 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return samples(response.text)
-
-
-@pytest.fixture
-async def fake_api() -> AsyncIterator[FakeApi]:
-    api = FakeApi()
-    await api.start()
-    yield api
-    await api.stop()
 
 
 def sync_service(container: Container, fake_api: FakeApi) -> SyncService:

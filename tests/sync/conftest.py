@@ -27,14 +27,6 @@ FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_retry_after=5.0, timeout
 
 
 @pytest.fixture
-async def fake_api() -> AsyncIterator[FakeApi]:
-    api = FakeApi()
-    await api.start()
-    yield api
-    await api.stop()
-
-
-@pytest.fixture
 def sync_settings(container: Container, fake_api: FakeApi) -> Settings:
     return container.settings.with_values(
         sync_base_url=fake_api.url,
