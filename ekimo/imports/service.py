@@ -459,16 +459,12 @@ class ImportService:
                 *queued,
             )
             await rejected.save(conn, import_id)
+        # The counts go as the event's fields (LOG_FORMAT=json); the text line names the outcome.
         logger.info(
-            "import %s %s: %s, %d rows (%d created, %d updated, %d unchanged, %d rejected)",
+            "import %s of %s: %s",
             import_id,
             report.filename,
             report.status,
-            report.rows,
-            report.created,
-            report.updated,
-            report.unchanged,
-            report.rejected,
             extra={
                 "import_id": import_id,
                 "file": report.filename,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -152,14 +151,6 @@ async def outcome(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def fake_api() -> AsyncIterator[FakeApi]:
-    api = FakeApi()
-    await api.start()
-    yield api
-    await api.stop()
 
 
 async def test_a_sync_cut_by_a_restart_fails_in_one_line_and_a_dead_run_is_closed(
