@@ -49,6 +49,10 @@ class Container:
         # The process's graceful stop, begun by the server's or the worker's signal handling.
         self.shutdown = Shutdown(settings.shutdown_grace_seconds)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        # One per process, shared: Litestar copies a router's middleware arguments.
+        return self
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self._configured

@@ -34,6 +34,8 @@ from ekimo.users.controller import routes as user_routes
 from ekimo.users.guards import admission, authorize, document_permissions
 from ekimo.users.keys_controller import routes as key_routes
 from ekimo.users.roles import READ_HEALTH_DETAILS
+from ekimo.web.console import console_router, template_config
+from ekimo.web.console import routes as root_routes
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
             *import_routes,
             *catalog_routes,
             *sync_routes,
+            console_router(container),
+            *root_routes,
         ],
         dependencies={
             "container": Provide(provide_container, sync_to_thread=False),
@@ -118,6 +122,7 @@ def create_app(container: Container, *, run_worker: bool = False, served: bool =
         # Deny by default: every route's declared permission, checked on every request.
         guards=[authorize],
         lifespan=[lifespan],
+        template_config=template_config(),
         openapi_config=docs.openapi_config(version("ekimo")),
         plugins=[
             problem_details_plugin(),

@@ -41,7 +41,9 @@ from ekimo.users.security import InvalidTokenError, TokenClaims, decode_access_t
 
 SECURITY_SCHEME = "OAuth2PasswordBearer"
 TOKEN_URL = "/auth"  # noqa: S105 (a path, not a secret)
-EXCLUDE_PATHS = ["^/docs", "^/health$"]
+# The console (/ui, and / which redirects there) signs its users in with a session cookie of its
+# own (ekimo.web), not a bearer header.
+EXCLUDE_PATHS = ["^/docs", "^/health$", "^/ui(/|$)", "^/$"]
 EXCLUDE_OPT_KEY = "exclude_from_auth"
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10

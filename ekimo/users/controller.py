@@ -27,11 +27,10 @@ from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.errors import Problem
 from ekimo.problem_documents import problem_response
-from ekimo.users import audit
-from ekimo.users.audit import Action
-from ekimo.users.auth import SECURITY_SCHEME, Unauthorized, login_rate_limit
+from ekimo.users.auth import SECURITY_SCHEME, login_rate_limit
 from ekimo.users.guards import PUBLIC
-from ekimo.users.registration import caller_of, registration_role, signup_rate_limit
+from ekimo.users.login import log_in
+from ekimo.users.registration import caller_of, create_account, signup_rate_limit
 from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import (
     PASSWORD_RULE,
@@ -42,7 +41,7 @@ from ekimo.users.schemas import (
     TokenResponse,
     UserOut,
 )
-from ekimo.users.service import UserService, issue_token
+from ekimo.users.service import UserService
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +100,7 @@ async def register(
     account of a database is an admin. 409 when the name exists (ignoring case); 422 names a
     field to fix."""
     caller = await caller_of(request, container)
-    role = registration_role(container.settings, caller, data.role)
-    user = await users.register(data.username, data.password, role)
-    logger.info("account created: id=%s username=%s", user.id, user.username)
-    await audit.record(
-        container,
-        Action.SIGN_UP if caller is None else Action.USER_CREATED,
-        actor=caller,
-        actor_name=user.username if caller is None else None,
-        target=f"user:{user.id}",
-        details={"username": user.username, "role": user.role},
-    )
+    user = await create_account(users, container, caller, data.username, data.password, data.role)
     return RegisterResponse(user=msgspec.convert(user, UserOut, from_attributes=True))
 
 
@@ -189,18 +178,9 @@ async def login(
 ) -> TokenResponse:
     """Exchange username and password for an access token (at most 10 attempts a minute)."""
     username, password = await _credentials(request)
-    user = await users.authenticate(username, password)
-    if user is None:
-        await audit.record(
-            container, Action.LOGIN_FAILED, actor_name=username[:64], details=_client(request)
-        )
-        raise Unauthorized("wrong username or password")
-    access = issue_token(user, container.settings)
+    address = request.client.host if request.client else None
+    access = await log_in(users, container, username, password, address)
     return TokenResponse(access_token=access.token, expires_in=access.expires_in)
-
-
-def _client(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return {"address": request.client.host if request.client else None}
 
 
 routes: list[ControllerRouterHandler] = [register, login]

@@ -6,6 +6,7 @@ chooses the role. Anonymous sign-ups are limited per address, like logins.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Request
@@ -13,6 +14,8 @@ from litestar.middleware.rate_limit import RateLimitConfig
 
 from ekimo.container import Container
 from ekimo.settings import Settings
+from ekimo.users import audit
+from ekimo.users.audit import Action
 from ekimo.users.auth import (
     RATE_LIMIT_STORE,
     LimitMiddleware,
@@ -21,8 +24,12 @@ from ekimo.users.auth import (
     resolve_request,
 )
 from ekimo.users.guards import Forbidden
+from ekimo.users.models import User
 from ekimo.users.principals import Principal
 from ekimo.users.roles import Role
+from ekimo.users.service import UserService
+
+logger = logging.getLogger(__name__)
 
 SIGNUPS_PER_MINUTE = 10
 
@@ -48,6 +55,30 @@ def registration_role(settings: Settings, caller: Principal | None, asked: str |
             raise Forbidden("choosing the role of a new account needs the admin role")
         return Role(asked)
     return Role(settings.registration_role)
+
+
+async def create_account(
+    users: UserService,
+    container: Container,
+    caller: Principal | None,
+    username: str,
+    password: str,
+    asked_role: str | None = None,
+) -> User:
+    """A new account, by `caller` (None: a sign-up), audited. Raises `Forbidden` when the
+    caller may not create it, `InvalidInputError` or `UsernameTakenError` from the service."""
+    role = registration_role(container.settings, caller, asked_role)
+    user = await users.register(username, password, role)
+    logger.info("account created: id=%s username=%s", user.id, user.username)
+    await audit.record(
+        container,
+        Action.SIGN_UP if caller is None else Action.USER_CREATED,
+        actor=caller,
+        actor_name=user.username if caller is None else None,
+        target=f"user:{user.id}",
+        details={"username": user.username, "role": user.role},
+    )
+    return user
 
 
 class SignupRateLimitMiddleware(LimitMiddleware):
