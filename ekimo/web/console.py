@@ -24,7 +24,14 @@ from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Sen
 from ekimo.container import Container
 from ekimo.errors import Problem
 from ekimo.users.guards import PUBLIC
-from ekimo.web import catalog_pages, login_pages
+from ekimo.web import (
+    account_pages,
+    catalog_pages,
+    history_pages,
+    import_pages,
+    login_pages,
+    sync_pages,
+)
 from ekimo.web.errors import render_error
 from ekimo.web.session import CONSOLE_PATH, ConsoleSession
 
@@ -78,6 +85,10 @@ def console_router(container: Container) -> Router:
         home,
         *login_pages.routes,
         *catalog_pages.routes,
+        *import_pages.routes,
+        *history_pages.routes,
+        *sync_pages.routes,
+        *account_pages.routes,
         create_static_files_router(
             path="/static", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
         ),
