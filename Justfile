@@ -30,6 +30,10 @@ worker *args:
 test *args:
     uv run pytest {{args}}
 
+# Retake the console's screenshots in docs/ (the browser tests, photographing as they go)
+screenshots:
+    EKIMO_SCREENSHOTS=docs uv run pytest tests/web/browser -q
+
 # Check formatting, lint, types, the architecture's import rules, compose file, workflows and Containerfile
 lint:
     uv run ruff format --check
