@@ -42,7 +42,9 @@ async def test_logging_in_sets_an_httponly_lax_cookie_and_logging_out_drops_it(
     assert answer.status_code == 200
     assert str(answer.url).endswith("/ui/catalog") or "/ui/catalog" in str(answer.url)
     cookie = next(
-        h for h in answer.history[0].headers.get_list("set-cookie") if h.startswith("ekimo_session=")
+        h
+        for h in answer.history[0].headers.get_list("set-cookie")
+        if h.startswith("ekimo_session=")
     )
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
