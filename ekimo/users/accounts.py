@@ -4,7 +4,8 @@ everyone's (GET /users, GET, PATCH and DELETE /users/{id}).
 The handlers translate: the rules (the last active admin stays, a change ends the account's
 tokens and keys) live in `UserService`. After a change the handler drops this process's
 principal cache, so the change applies here at once (other processes: within `CACHE_SECONDS`),
-and records it in the audit trail.
+and records it in the audit trail (a role or state change: `apply_account_change`, which the
+console calls too).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ekimo.users.models import User
 from ekimo.users.principals import Principal
 from ekimo.users.roles import MANAGE_ACCOUNTS, OWN_ACCOUNT, Role
 from ekimo.users.schemas import AccountPatch, PasswordChangeRequest, UserOut, UserResponse
-from ekimo.users.service import UserService
+from ekimo.users.service import UserService, apply_account_change
 
 logger = logging.getLogger(__name__)
 
@@ -157,37 +158,16 @@ async def update_user(
 ) -> UserResponse:
     """Set `role` and/or `active` (an absent field stays). A change ends the account's tokens
     and API keys. 409 when it would leave no active admin."""
-    change = await users.change_account(
+    change = await apply_account_change(
+        users,
+        container,
+        principals_of(request.app.state),
+        request.user,
         user_id,
         role=Role(data.role) if data.role is not None else None,
         active=data.active,
     )
-    if change.changed:
-        principals_of(request.app.state).forget()
-    user = change.user
-    if change.role is not None:
-        logger.info("role changed: id=%s %s -> %s", user.id, *change.role)
-        await audit.record(
-            container,
-            Action.ROLE_CHANGED,
-            actor=request.user,
-            target=_target(user),
-            details={"username": user.username, "from": change.role[0], "to": change.role[1]},
-        )
-    if change.active is not None:
-        logger.info("active changed: id=%s %s -> %s", user.id, *change.active)
-        await audit.record(
-            container,
-            Action.ACTIVE_CHANGED,
-            actor=request.user,
-            target=_target(user),
-            details={
-                "username": user.username,
-                "from": change.active[0],
-                "to": change.active[1],
-            },
-        )
-    return UserResponse(user=_out(user))
+    return UserResponse(user=_out(change.user))
 
 
 @delete(

@@ -3,11 +3,16 @@
 `ApiKeyService` is an Advanced Alchemy repository service on `ApiKey`, shared by the API
 (injected per request) and the CLI (made on the command's session). The secret is returned
 once, by `create_key`; only its SHA-256 is stored, so a database dump reveals no usable key.
+`issue_key` and `revoke_key` are a signed-in account's acts as the API and the console make
+them: done, the principal cache dropped where needed, audited.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -16,12 +21,18 @@ from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
 from sqlalchemy import ColumnElement, select
 
+from ekimo.bounds import STORABLE_TEXT_RULE, is_storable
+from ekimo.container import Container
 from ekimo.errors import NotFound, Problem
+from ekimo.users import audit
+from ekimo.users.audit import Action
 from ekimo.users.models import ApiKey, User
-from ekimo.users.principals import KEY_PREFIX, secret_hash
+from ekimo.users.principals import KEY_PREFIX, Principal, Principals, secret_hash
 from ekimo.users.roles import Role, may_grant
 from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import ApiKeyOut
+
+logger = logging.getLogger(__name__)
 
 # 32 random bytes (256 bits): guessing is hopeless, so a fast hash (SHA-256) suffices.
 SECRET_BYTES = 32
@@ -64,7 +75,34 @@ def check_name(name: str) -> str:
         raise InvalidInputError(
             "name", f"name must be 1 to {MAX_NAME_CHARS} characters, not only spaces"
         )
+    # The API's schema refuses it first; a console form or the CLI reach this check.
+    if not is_storable(cleaned):
+        raise InvalidInputError("name", f"name {STORABLE_TEXT_RULE}")
     return cleaned
+
+
+@dataclass(frozen=True, slots=True)
+class ListedKey:
+    """A key as the console lists it: with its owner's name and whether it still works."""
+
+    key: ApiKey
+    owner: str
+    # "active"; "expired"; "ended": its owner was changed or deactivated since it was made.
+    state: str
+
+
+def key_state(key: ApiKey, owner: User | None, now: datetime) -> str:
+    """Whether `key` still works, by the rules `Principals.for_key` applies."""
+    if owner is None or not owner.active or owner.token_version != key.user_token_version:
+        return "ended"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def owner_filter(principal: Principal) -> int | None:
+    """Whose keys `principal` may see and revoke: an admin everyone's (None), others their own."""
+    return None if principal.role is Role.ADMIN else principal.user_id
 
 
 class ApiKeyRepository(SQLAlchemyAsyncRepository[ApiKey]):
@@ -131,9 +169,33 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[ApiKey, ApiKeyRepository]):
     async def with_owners(self) -> list[tuple[ApiKey, str]]:
         """Every key with its owner's name, oldest first (the CLI's listing)."""
         keys = await self.get_many(OrderBy(field_name="id", sort_order="asc"))
-        owners = select(User.id, User.username).where(User.id.in_({k.user_id for k in keys}))
-        names = {row.id: row.username for row in await self.repository.session.execute(owners)}
+        names = {user.id: user.username for user in (await self._owners(keys)).values()}
         return [(key, names.get(key.user_id, "?")) for key in keys]
+
+    async def listing(
+        self, *, owner_id: int | None, limit: int, offset: int
+    ) -> tuple[list[ListedKey], int]:
+        """A page of `owner_id`'s keys (every key when None), newest first, with their owners
+        and states; and how many there are."""
+        filters: list[StatementFilter | ColumnElement[bool]] = []
+        if owner_id is not None:
+            filters.append(ApiKey.user_id == owner_id)
+        keys, total = await self.get_many_and_count(
+            *filters,
+            OrderBy(field_name="id", sort_order="desc"),
+            LimitOffset(limit=limit, offset=offset),
+        )
+        owners, now = await self._owners(keys), datetime.now(UTC)
+        listed: list[ListedKey] = []
+        for key in keys:
+            owner = owners.get(key.user_id)
+            name = owner.username if owner is not None else "?"
+            listed.append(ListedKey(key=key, owner=name, state=key_state(key, owner, now)))
+        return listed, total
+
+    async def _owners(self, keys: Sequence[ApiKey]) -> dict[int, User]:
+        owners = select(User).where(User.id.in_({k.user_id for k in keys}))
+        return {user.id: user for user in (await self.repository.session.scalars(owners))}
 
     async def revoke(self, key_id: int, *, owner_id: int | None) -> ApiKey:
         """Delete the key (only one of `owner_id`'s when given). 404 when there is none: a
@@ -146,6 +208,56 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[ApiKey, ApiKeyRepository]):
             raise NotFound(f"there is no API key {key_id}")
         await self.delete(key.id, auto_commit=True)
         return key
+
+
+async def issue_key(
+    keys: ApiKeyService,
+    container: Container,
+    creator: Principal,
+    name: str,
+    role: Role,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key of `creator`'s account and its secret (`ApiKeyService.create_key`, same
+    refusals), recorded in the audit trail."""
+    key, secret = await keys.create_key(creator.user_id, name, role, expires_at)
+    logger.info("API key created: id=%s owner=%s role=%s", key.id, key.user_id, key.role)
+    await audit.record(
+        container,
+        Action.KEY_CREATED,
+        actor=creator,
+        target=f"api_key:{key.id}",
+        details={
+            "name": key.name,
+            "role": key.role,
+            "owner_id": key.user_id,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        },
+    )
+    return key, secret
+
+
+async def revoke_key(
+    keys: ApiKeyService,
+    container: Container,
+    principals: Principals,
+    revoker: Principal,
+    key_id: int,
+) -> ApiKey:
+    """Revoke one of `revoker`'s keys (an admin: anyone's); `NotFound` otherwise. This process
+    refuses the key from now on (its cache is dropped), others when their short cache expires.
+    Recorded in the audit trail."""
+    key = await keys.revoke(key_id, owner_id=owner_filter(revoker))
+    principals.forget()
+    logger.info("API key revoked: id=%s owner=%s", key.id, key.user_id)
+    await audit.record(
+        container,
+        Action.KEY_REVOKED,
+        actor=revoker,
+        target=f"api_key:{key.id}",
+        details={"name": key.name, "role": key.role, "owner_id": key.user_id},
+    )
+    return key
 
 
 def as_out(key: ApiKey) -> ApiKeyOut:

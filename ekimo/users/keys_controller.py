@@ -7,7 +7,6 @@ be able to mint fresh keys (which would outlive its revocation) or revoke the on
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Annotated, Any, cast
 
@@ -26,17 +25,13 @@ from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.params import Id, Offset, page_size
 from ekimo.problem_documents import problem_response
-from ekimo.users import audit
-from ekimo.users.audit import Action
 from ekimo.users.auth import principals_of
 from ekimo.users.guards import Forbidden, allow
-from ekimo.users.keys import ApiKeyService, as_out
+from ekimo.users.keys import ApiKeyService, as_out, issue_key, owner_filter, revoke_key
 from ekimo.users.principals import Principal
 from ekimo.users.roles import OWN_ACCOUNT, Role
 from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import ApiKeyCreated, ApiKeyCreateRequest, ApiKeyOut
-
-logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500
 TAGS = ["api-keys"]
@@ -77,11 +72,6 @@ def _field_problem(error: dict[str, Any]) -> tuple[str, str]:
     return field, f"{field}: {message}"
 
 
-def _owner_filter(principal: Principal) -> int | None:
-    """Whose keys the caller may see and revoke: an admin everyone's (None), others their own."""
-    return None if principal.role is Role.ADMIN else principal.user_id
-
-
 @post(
     "/api-keys",
     opt=allow(OWN_ACCOUNT),
@@ -103,21 +93,9 @@ async def create_api_key(
     `expires_at` must be in the future (422). The `secret` is in this answer only: send it as
     `Authorization: Bearer <secret>`. Changing your account's role, password or state ends
     all its keys. API keys cannot create keys."""
-    principal = request.user
     expires_at = None if data.expires_at is None else instant(data.expires_at, "expires_at")
-    key, secret = await keys.create_key(principal.user_id, data.name, Role(data.role), expires_at)
-    logger.info("API key created: id=%s owner=%s role=%s", key.id, key.user_id, key.role)
-    await audit.record(
-        container,
-        Action.KEY_CREATED,
-        actor=principal,
-        target=f"api_key:{key.id}",
-        details={
-            "name": key.name,
-            "role": key.role,
-            "owner_id": key.user_id,
-            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-        },
+    key, secret = await issue_key(
+        keys, container, request.user, data.name, Role(data.role), expires_at
     )
     return ApiKeyCreated(api_key=as_out(key), secret=secret)
 
@@ -140,7 +118,7 @@ async def list_api_keys(
 ) -> OffsetPagination[ApiKeyOut]:
     """Your keys; an admin sees every account's. Never a secret: `prefix` is its first
     characters. `last_used_at` is written at most once a minute per key."""
-    return await keys.page(owner_id=_owner_filter(request.user), limit=limit, offset=offset)
+    return await keys.page(owner_id=owner_filter(request.user), limit=limit, offset=offset)
 
 
 @delete(
@@ -162,18 +140,7 @@ async def revoke_api_key(
 ) -> None:
     """Revoke one of your keys (an admin: anyone's). It is refused at once by this server and
     within seconds by every other. 404 when there is no such key of yours."""
-    principal = request.user
-    key = await keys.revoke(key_id, owner_id=_owner_filter(principal))
-    # This process refuses the key from now on; others when their short cache expires.
-    principals_of(request.app.state).forget()
-    logger.info("API key revoked: id=%s owner=%s", key.id, key.user_id)
-    await audit.record(
-        container,
-        Action.KEY_REVOKED,
-        actor=principal,
-        target=f"api_key:{key.id}",
-        details={"name": key.name, "role": key.role, "owner_id": key.user_id},
-    )
+    await revoke_key(keys, container, principals_of(request.app.state), request.user, key_id)
 
 
 routes: list[ControllerRouterHandler] = [create_api_key, list_api_keys, revoke_api_key]

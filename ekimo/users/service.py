@@ -2,12 +2,14 @@
 changes to roles and active flags, deletion, and access tokens.
 
 `UserService` is an Advanced Alchemy repository service on `User`, shared by the API (injected
-per request) and the CLI (made on the command's session).
+per request) and the CLI (made on the command's session). `apply_account_change` is an admin's
+change as the API and the console make it: applied, the principal cache dropped, audited.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,9 +21,12 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from advanced_alchemy.utils.dataclass import Empty, EmptyType
 from sqlalchemy import case, exists, func, select
 
+from ekimo.container import Container
 from ekimo.settings import Settings
-from ekimo.users import security
+from ekimo.users import audit, security
+from ekimo.users.audit import Action
 from ekimo.users.models import User
+from ekimo.users.principals import Principal, Principals
 from ekimo.users.roles import Role
 from ekimo.users.rules import (
     InvalidInputError,
@@ -33,6 +38,8 @@ from ekimo.users.rules import (
     check_username,
     is_username,
 )
+
+logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key taken by every account creation (see `UserService.register`).
 FIRST_ACCOUNT_LOCK = 0x656B696D6F03
@@ -261,6 +268,45 @@ class AccountChange:
     @property
     def changed(self) -> bool:
         return self.role is not None or self.active is not None
+
+
+async def apply_account_change(
+    users: UserService,
+    container: Container,
+    principals: Principals,
+    actor: Principal,
+    user_id: int,
+    *,
+    role: Role | None = None,
+    active: bool | None = None,
+) -> AccountChange:
+    """`actor` (an admin) gives the account `role` and/or sets its `active` flag, as
+    `UserService.change_account` (same refusals). A change drops this process's principal
+    cache, so it applies here at once (other processes: within their cache time), and each
+    changed field is recorded in the audit trail."""
+    change = await users.change_account(user_id, role=role, active=active)
+    if change.changed:
+        principals.forget()
+    user, target = change.user, f"user:{change.user.id}"
+    if change.role is not None:
+        logger.info("role changed: id=%s %s -> %s", user.id, *change.role)
+        await audit.record(
+            container,
+            Action.ROLE_CHANGED,
+            actor=actor,
+            target=target,
+            details={"username": user.username, "from": change.role[0], "to": change.role[1]},
+        )
+    if change.active is not None:
+        logger.info("active changed: id=%s %s -> %s", user.id, *change.active)
+        await audit.record(
+            container,
+            Action.ACTIVE_CHANGED,
+            actor=actor,
+            target=target,
+            details={"username": user.username, "from": change.active[0], "to": change.active[1]},
+        )
+    return change
 
 
 def issue_token(user: User, settings: Settings) -> security.AccessToken:

@@ -14,6 +14,7 @@ from ekimo.users.principals import Principal
 from ekimo.users.roles import (
     IMPORT,
     MANAGE_ACCOUNTS,
+    OWN_ACCOUNT,
     READ_CATALOG,
     READ_IMPORTS,
     READ_SYNC,
@@ -23,7 +24,15 @@ from ekimo.users.roles import (
 from ekimo.web.session import principal_of
 
 # The permissions a page asks about by name (`can.import`, `can.manage_accounts`, ...).
-_NAMED = (READ_CATALOG, READ_IMPORTS, READ_SYNC, IMPORT, RUN_SYNC, MANAGE_ACCOUNTS)
+_NAMED = (
+    READ_CATALOG,
+    READ_IMPORTS,
+    READ_SYNC,
+    IMPORT,
+    RUN_SYNC,
+    OWN_ACCOUNT,
+    MANAGE_ACCOUNTS,
+)
 
 
 def abilities(principal: Principal | None) -> dict[str, bool]:
