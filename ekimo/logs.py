@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from ekimo import request_ids
 from ekimo.settings import Settings
@@ -54,6 +54,7 @@ class _Masking(logging.Formatter):
         super().__init__(fmt)
         # Short values would mask common words; the ones configured here are long.
         self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._stamp: tuple[int, str] = (-1, "")
 
     def mask(self, line: str) -> str:
         for secret in self._secrets:
@@ -63,6 +64,19 @@ class _Masking(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self.mask(super().format(record))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        # The default format, its date and time made once per second (every access line has one).
+        second = int(record.created)
+        made, stamp = self._stamp  # one tuple: threads that log see a pair that belongs together
+        if second != made:
+            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._stamp = (second, stamp)
+        if self.default_msec_format:
+            return self.default_msec_format % (stamp, record.msecs)
+        return stamp
 
 
 class _Json(_Masking):
@@ -127,20 +141,26 @@ def log_requests(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            method = scope.get("method", "-")
-            access_logger.info(
-                "%s %s %d %.1fms",
-                method,
-                scope["path"],
-                status,
-                duration_ms,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": duration_ms,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope, status, started)
 
     return middleware
+
+
+def _log_access(scope: HTTPScope, status: int, started: float) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    method = scope["method"]
+    path = scope["path"]
+    # Made and handled directly, as `Logger.info` would, without looking up the caller's file
+    # and line in the stack: no format shows them, and this runs for every request.
+    record = access_logger.makeRecord(
+        access_logger.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %d %.1fms",
+        (method, path, status, duration_ms),
+        None,
+        extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms},
+    )
+    access_logger.handle(record)

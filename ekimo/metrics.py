@@ -251,6 +251,9 @@ class Metrics:
     def count_requests(self, app: ASGIApp) -> ASGIApp:
         """`app` (Litestar's whole handler) with every HTTP request counted and timed."""
         requests = self._requests
+        # The series of each label set, looked up once: `labels()` builds and locks per call.
+        answered: dict[tuple[str, str, int], Counter] = {}
+        durations: dict[tuple[str, str], Histogram] = {}
 
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
@@ -271,7 +274,14 @@ class Metrics:
                 # Litestar's router puts the matched route's template in the scope.
                 route = scope.get("path_template") or UNMATCHED
                 method = scope["method"] if scope["method"] in _METHODS else "other"
-                requests.answered.labels(route, method, str(status)).inc()
-                requests.duration.labels(route, method).observe(time.perf_counter() - started)
+                count = answered.get((route, method, status))
+                if count is None:
+                    count = requests.answered.labels(route, method, str(status))
+                    answered[route, method, status] = count
+                duration = durations.get((route, method))
+                if duration is None:
+                    duration = durations[route, method] = requests.duration.labels(route, method)
+                count.inc()
+                duration.observe(time.perf_counter() - started)
 
         return counted

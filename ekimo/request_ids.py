@@ -4,8 +4,8 @@ rows it creates, the jobs it queues) through `current()`."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,8 @@ def current() -> str | None:
 
 
 def new() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like a UUID's hex without building one.
+    return os.urandom(16).hex()
 
 
 def job_meta() -> dict[str, str]:
@@ -52,21 +53,21 @@ def with_request_ids(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        incoming = next(
-            (
-                value.decode("latin-1")
-                for name, value in scope["headers"]
-                if name == b"x-request-id"
-            ),
-            None,
-        )
-        request_id = sane(incoming) or new()
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = sane(value.decode("latin-1"))
+                break
+        if request_id is None:
+            request_id = new()
         token = _current.set(request_id)
         raw = request_id.encode("latin-1")
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                headers = message.get("headers", [])
+                if any(h[0].lower() == b"x-request-id" for h in headers):
+                    headers = [h for h in headers if h[0].lower() != b"x-request-id"]
                 message["headers"] = [*headers, (b"x-request-id", raw)]
             await send(message)
 

@@ -340,9 +340,33 @@ class CatalogService(SQLAlchemyAsyncRepositoryService[Product, ProductRepository
             next=following,
         )
 
-    async def product(self, barcode: str) -> ProductOut:
-        """One product with its sync state; `ProductNotFound` when no product has `barcode`."""
-        found = await self.get_one_or_none(Product.barcode == barcode)
-        if found is None:
-            raise ProductNotFound(barcode)
-        return msgspec.convert(found, ProductOut, from_attributes=True)
+
+# The columns of `ProductOut` but `state`, in its order.
+_PRODUCT = """
+SELECT barcode, name, price, quantity, last_updated, version, synced_version, created_at,
+       updated_at
+FROM products
+WHERE barcode = $1
+"""
+
+
+async def product(connection: Any, barcode: str) -> ProductOut | None:
+    """One product with its sync state; None when no product has `barcode`. On an asyncpg
+    connection (`Container.connection`), which prepares the statement once per connection."""
+    row: Any = await connection.fetchrow(_PRODUCT, barcode)
+    if row is None:
+        return None
+    version: int = row[5]
+    synced_version: int = row[6]
+    return ProductOut(
+        barcode=row[0],
+        name=row[1],
+        price=row[2],
+        quantity=row[3],
+        last_updated=row[4],
+        version=version,
+        synced_version=synced_version,
+        state="pending" if version > synced_version else "synced",
+        created_at=row[7],
+        updated_at=row[8],
+    )

@@ -94,7 +94,14 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The credential of an `Authorization: Bearer ...` header, if the request has one."""
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    # The raw headers (ASGI names them in lower case), not `connection.headers`: a mapping of
+    # every header built for every request, for one of them.
+    header = ""
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None

@@ -1,6 +1,7 @@
 """Who is calling: a token's or an API key's account and role, resolved through a short
 per-process cache, so a request costs no database round trip while a change to an account
-(role, active, password) or a revoked key still takes effect within `CACHE_SECONDS`.
+(role, active, password) or a revoked key still takes effect within `CACHE_SECONDS` (and the
+round trip that reads it).
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import select, update
 
@@ -22,9 +25,13 @@ logger = logging.getLogger(__name__)
 
 # A change made in another process is seen within this time (the issue's promise is 5 s).
 CACHE_SECONDS = 2.0
+REFRESH_AHEAD_SECONDS = 0.5
 # `last_used_at` of a key is written at most this often, off the request's path.
 LAST_USED_EVERY_S = 60.0
 KEY_PREFIX = "ekimo_"
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +71,67 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+class _Expiring(Generic[K, V]):
+    """What `load` gives for each key, for `CACHE_SECONDS` from the start of its load. One load
+    at a time per key, however many requests ask meanwhile; an entry asked for in its last
+    `REFRESH_AHEAD_SECONDS` is reloaded behind the request, so that a key in use (a client
+    under load) never expires: its requests never wait for the round trip."""
+
+    def __init__(self, load: Callable[[K], Awaitable[V]]) -> None:
+        self._load = load
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Task[V]] = {}
+        self._running: set[asyncio.Task[V]] = set()  # the loop keeps only weak references
+        self._generation = 0  # a load begun before `clear` does not fill the cache after it
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._loading.clear()
+        self._generation += 1
+
+    async def get(self, key: K) -> V:
+        entry = self._entries.get(key)
+        if entry is not None:
+            expires, value = entry
+            now = time.monotonic()
+            if now <= expires:
+                if now > expires - REFRESH_AHEAD_SECONDS:
+                    self._reload(key)
+                return value
+        # Shielded: a waiter cancelled (its client gone) does not cancel the others' load.
+        return await asyncio.shield(self._reload(key))
+
+    def _reload(self, key: K) -> asyncio.Task[V]:
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fill(key, self._generation))
+            self._loading[key] = task
+            self._running.add(task)
+            task.add_done_callback(lambda done: self._settle(key, done))
+        return task
+
+    async def _fill(self, key: K, generation: int) -> V:
+        expires = time.monotonic() + CACHE_SECONDS
+        value = await self._load(key)
+        if generation == self._generation:
+            self._entries[key] = (expires, value)
+        return value
+
+    def _settle(self, key: K, task: asyncio.Task[V]) -> None:
+        self._running.discard(task)
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # the waiters got it; retrieved even when none is left
+
+
 class Principals:
     """Resolves tokens and keys to principals; one per app process."""
 
     def __init__(self, container: Container) -> None:
         self._container = container
-        self._accounts: dict[int, tuple[float, _Account | None]] = {}
-        self._keys: dict[str, tuple[float, _Key | None]] = {}
+        self._accounts = _Expiring[int, _Account | None](self._load_account)
+        self._keys = _Expiring[str, _Key | None](self._load_key)
         self._key_used: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -82,7 +143,7 @@ class Principals:
     async def for_token(self, user_id: int, token_version: int) -> Principal | None:
         """The principal of a valid token, or None when its account is gone, inactive or
         changed since the token was issued."""
-        account = await self._account(user_id)
+        account = await self._accounts.get(user_id)
         if account is None or not account.active or account.token_version != token_version:
             return None
         return Principal(user_id=user_id, username=account.username, role=account.role)
@@ -90,32 +151,18 @@ class Principals:
     async def for_key(self, secret: str) -> Principal | None:
         """The principal of a valid API key, or None (unknown, expired, revoked, or its owner
         inactive or changed since the key was made)."""
-        digest = secret_hash(secret)
-        now = time.monotonic()
-        cached = self._keys.get(digest)
-        if cached is None or cached[0] < now:
-            cached = (now + CACHE_SECONDS, await self._load_key(digest))
-            self._keys[digest] = cached
-        key = cached[1]
+        key = await self._keys.get(secret_hash(secret))
         if key is None or (key.expires_at is not None and key.expires_at <= datetime.now(UTC)):
             return None
-        account = await self._account(key.user_id)
+        account = await self._accounts.get(key.user_id)
         if account is None or not account.active:
             return None
         if account.token_version != key.user_token_version:
             return None
-        self._note_use(key.key_id, now)
+        self._note_use(key.key_id, time.monotonic())
         return Principal(
             user_id=key.user_id, username=account.username, role=key.role, key_id=key.key_id
         )
-
-    async def _account(self, user_id: int) -> _Account | None:
-        now = time.monotonic()
-        cached = self._accounts.get(user_id)
-        if cached is None or cached[0] < now:
-            cached = (now + CACHE_SECONDS, await self._load_account(user_id))
-            self._accounts[user_id] = cached
-        return cached[1]
 
     async def _load_account(self, user_id: int) -> _Account | None:
         statement = select(User.username, User.role, User.active, User.token_version).where(
