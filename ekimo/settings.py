@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sync_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
     sync_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
     max_upload_mb: PositiveInt = 100
+    # The console's Import page queues a file larger than this for the worker (as PUT
+    # /products?async=true) and follows its progress; a smaller one is imported while the page
+    # waits. 0: every file is queued.
+    console_async_import_mb: Annotated[int, msgspec.Meta(ge=0)] = 10
     # `open`: anyone may register (POST /users); `closed`: only admins create accounts.
     registration: Literal["open", "closed"] = "open"
     # The role of a self-registered account.
@@ -63,6 +67,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def console_async_import_bytes(self) -> int:
+        return self.console_async_import_mb * 1024 * 1024
 
     def with_values(self, **changes: object) -> Settings:
         return msgspec.structs.replace(self, **changes)

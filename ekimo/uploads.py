@@ -1,12 +1,13 @@
 """Receiving a request body within a limit: an uploaded file (the multipart body streamed to a
-spooled file, bounded by MAX_UPLOAD_MB) or a whole body in memory. A body over the limit is
-refused with a 413 that every client can read. Knows HTTP, not what the body holds."""
+spooled file, bounded by MAX_UPLOAD_MB, with the form's few small text fields beside it) or a
+whole body in memory. A body over the limit is refused with a 413 that every client can read.
+Knows HTTP, not what the body holds."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from litestar import Request
@@ -25,19 +26,37 @@ MIB = 1024 * 1024
 DRAIN_MIN_BYTES = 64 * MIB
 DRAIN_SECONDS = 30.0
 
+# The text fields kept beside the file (a form's token, checkbox, button): this many, this long.
+MAX_FIELDS = 16
+MAX_FIELD_BYTES = 1024
+
+# Called with the text fields received so far, once, when the file part begins (or at the end,
+# when there is none); whatever it raises refuses the upload: the rest of the body is read
+# and dropped, the file is not kept, and the exception is raised once the body is in.
+FieldsCheck = Callable[[Mapping[str, str]], None]
+
 
 class Upload:
-    """Streams a multipart body to a spooled temporary file, counting the file's bytes."""
+    """Streams a multipart body to a spooled temporary file, counting the file's bytes; keeps
+    the other parts' values as text (`fields`, at most MAX_FIELDS of MAX_FIELD_BYTES)."""
 
-    def __init__(self, boundary: bytes, limit: int) -> None:
+    def __init__(self, boundary: bytes, limit: int, check: FieldsCheck | None = None) -> None:
         self.limit = limit
         self.file: IO[bytes] | None = None
         self.filename: str | None = None
         self.size = 0
+        self.fields: dict[str, str] = {}
+        # What `check` raised: the upload is refused.
+        self.refusal: Exception | None = None
+        self._check = check
         self._headers: dict[bytes, bytes] = {}
         self._field = b""
         self._value = b""
         self._target: IO[bytes] | None = None
+        self._in_file = False
+        self._text_name: str | None = None
+        self._text = bytearray()
+        self._parts = 0
         self.parser = MultipartParser(
             boundary,
             {
@@ -51,9 +70,20 @@ class Upload:
             },
         )
 
+    def checked(self) -> None:
+        """Run the check (once) on the fields received so far; a refusal is kept."""
+        check, self._check = self._check, None
+        if check is not None:
+            try:
+                check(self.fields)
+            except Exception as exc:
+                self.refusal = exc
+
     def _part_begin(self) -> None:
         self._headers = {}
         self._target = None
+        self._in_file = False
+        self._text_name = None
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -67,21 +97,48 @@ class Upload:
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if params.get(b"name") == b"file" and self.file is None:
+        name = params.get(b"name", b"")
+        if name == b"file" and self.file is None and not self._in_file_seen:
+            self._in_file = True
+            self.checked()
+            if self.refusal is not None:
+                return  # counted against the limit, not kept
             self.filename = params.get(b"filename", b"").decode("utf-8", "replace")
             self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
             self._target = self.file
+        elif b"filename" not in params:
+            self._parts += 1
+            if self._parts > MAX_FIELDS:
+                raise InvalidInput(f"more than {MAX_FIELDS} form fields besides the file")
+            self._text_name = name.decode("utf-8", "replace")
+            self._text = bytearray()
+
+    @property
+    def _in_file_seen(self) -> bool:
+        return self.filename is not None or self.refusal is not None
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._target is None:
-            return
-        self.size += end - start
-        if self.size > self.limit:
-            raise _TooLarge
-        self._target.write(data[start:end])
+        if self._in_file:
+            self.size += end - start
+            if self.size > self.limit:
+                raise _TooLarge
+            if self._target is not None:
+                self._target.write(data[start:end])
+        elif self._text_name is not None:
+            self._text += data[start:end]
+            if len(self._text) > MAX_FIELD_BYTES:
+                raise InvalidInput(
+                    f"the form field {self._text_name[:40]!r} is longer than "
+                    f"{MAX_FIELD_BYTES} bytes"
+                )
 
     def _part_end(self) -> None:
+        if self._text_name is not None:
+            # The first of fields of the same name, as a form's `get` gives it.
+            self.fields.setdefault(self._text_name, self._text.decode("utf-8", "replace"))
         self._target = None
+        self._in_file = False
+        self._text_name = None
 
 
 class _TooLarge(Exception):
@@ -176,33 +233,48 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def receive_file(request: Request[Any, Any, Any], container: Container) -> Upload:
-    """The multipart field `file`, spooled and rewound; `Problem` when there is none or too much."""
+async def receive_file(
+    request: Request[Any, Any, Any], container: Container, check: FieldsCheck | None = None
+) -> Upload:
+    """The multipart field `file`, spooled and rewound, and the form's text fields;
+    `Problem` when there is none or too much. `check` sees the text fields sent before the
+    file (a form's token comes first) and may refuse the upload by raising: its exception is
+    raised, after the body has been read, before any other answer."""
     settings = container.settings
     limit = settings.max_upload_bytes
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
+        if check is not None:
+            check({})
         raise InvalidInput("send the file as multipart/form-data in a field named `file`")
-    upload = Upload(boundary, limit)
+    upload = Upload(boundary, limit, check)
 
     def parse(chunk: bytes) -> None:
         if chunk:
             upload.parser.write(chunk)
+
+    def discard() -> None:
+        if upload.file is not None:
+            upload.file.close()
 
     try:
         within = await _consume(request, parse, limit, limit + MULTIPART_OVERHEAD)
         if within:
             upload.parser.finalize()
     except Exception as exc:
-        if upload.file is not None:
-            upload.file.close()
-        if isinstance(exc, HTTPException):
+        discard()
+        if upload.refusal is not None:
+            raise upload.refusal from None
+        if isinstance(exc, HTTPException | Problem):
             raise
         raise InvalidInput(f"malformed multipart body: {exc}") from None
+    upload.checked()  # a body without a file part
+    if upload.refusal is not None:
+        discard()
+        raise upload.refusal
     if not within:
-        if upload.file is not None:
-            upload.file.close()
+        discard()
         raise UploadTooLarge(settings.max_upload_mb)
     if upload.file is None:
         raise InvalidInput("no file: send it in a multipart field named `file`")

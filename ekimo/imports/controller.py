@@ -4,7 +4,7 @@ imports with their reports and rejected rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from advanced_alchemy.service import OffsetPagination
@@ -29,7 +29,6 @@ from ekimo.docs import problems
 from ekimo.downloads import started
 from ekimo.imports.errors import ImportRejected
 from ekimo.imports.history import ImportHistory, errors_csv
-from ekimo.imports.jobs import queue_import
 from ekimo.imports.schemas import (
     ImportOptions,
     ImportOut,
@@ -37,12 +36,10 @@ from ekimo.imports.schemas import (
     ImportReport,
     ImportSummary,
 )
-from ekimo.imports.service import ImportService
+from ekimo.imports.submit import import_later, import_now
 from ekimo.params import Id, Offset, page_size
 from ekimo.products.catalog import MAX_PAGE_SIZE
 from ekimo.uploads import receive_file
-from ekimo.users import audit
-from ekimo.users.audit import Action
 from ekimo.users.guards import allow
 from ekimo.users.principals import Principal
 from ekimo.users.roles import IMPORT, READ_IMPORTS
@@ -121,16 +118,13 @@ async def import_products(
 ) -> ImportReport | Response[ImportQueued]:
     upload = await receive_file(request, container)
     assert upload.file is not None
-    scope: dict[str, Any] = dict(request.scope)
-    user = getattr(scope.get("user"), "id", None)
-    user_id = user if isinstance(user, int) else None
-    name = getattr(scope.get("user"), "username", None)
-    username = name if isinstance(name, str) else None
+    user = dict(request.scope).get("user")
+    actor = user if isinstance(user, Principal) else None
     options = ImportOptions(dry_run=dry_run, on_error=on_error)
     with upload.file:
         if run_async:
-            import_id = await queue_import(
-                container, upload.file, upload.filename or "", options, user_id, username
+            import_id = await import_later(
+                container, upload.file, upload.filename or "", options, actor
             )
             location = f"/imports/{import_id}"
             return Response(
@@ -138,26 +132,9 @@ async def import_products(
                 status_code=202,
                 headers={"Location": location},
             )
-        # On SIGTERM the import gets the shutdown grace; past it, it is rolled back (503).
-        report = await container.shutdown.cut_at_deadline(
-            ImportService(container).run(
-                upload.file, upload.filename or "", options, user_id=user_id, username=username
-            )
-        )
+        report = await import_now(container, upload.file, upload.filename or "", options, actor)
     if report.status == "rejected":
         raise ImportRejected(report)
-    if report.status == "applied":
-        await audit.record(
-            container,
-            Action.IMPORT_APPLIED,
-            actor=cast("Principal | None", scope.get("user")),
-            target=f"import:{report.import_id}",
-            details={
-                "filename": report.filename,
-                "created": report.created,
-                "updated": report.updated,
-            },
-        )
     return report
 
 
@@ -215,6 +192,12 @@ async def import_errors_csv(
     """The file's header plus an `error` column, then every rejected row exactly as it was in
     the file, with what is wrong with it. Fix the rows and upload the file (the `error`
     column is ignored by the import)."""
+    return await errors_download(container, history, import_id)
+
+
+async def errors_download(container: Container, history: ImportHistory, import_id: int) -> Stream:
+    """The rejected rows of a finished import as a CSV attachment (the API's and the
+    console's download): `ImportNotFound`, `ImportNotFinished` before the stream starts."""
     item = await history.finished(import_id)
     stem = item.filename.rsplit(".", 1)[0] or "import"
     return Stream(

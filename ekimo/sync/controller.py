@@ -14,15 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.params import Id, Offset, page_size
-from ekimo.sync import receiver
-from ekimo.sync.jobs import queue_sync
+from ekimo.sync import jobs, receiver
 from ekimo.sync.receiver import ReceiveResult
 from ekimo.sync.runs import SyncRuns
 from ekimo.sync.schemas import SyncJobAccepted, SyncRunOut, SyncStatus
 from ekimo.sync.service import SyncService
 from ekimo.uploads import read_body
-from ekimo.users import audit
-from ekimo.users.audit import Action
 from ekimo.users.guards import allow
 from ekimo.users.principals import Principal
 from ekimo.users.roles import READ_SYNC, RECEIVE, RUN_SYNC
@@ -47,11 +44,7 @@ class SyncController(Controller):
     async def start_sync(
         self, request: Request[Principal, Any, Any], container: NamedDependency[Container]
     ) -> SyncJobAccepted:
-        job_id = await queue_sync(container.queue, "api")
-        await audit.record(
-            container, Action.SYNC_TRIGGERED, actor=request.user, details={"job_id": job_id}
-        )
-        return SyncJobAccepted(job_id=job_id)
+        return SyncJobAccepted(job_id=await jobs.start_sync(container, request.user, "api"))
 
     @get(
         "/runs",

@@ -1,4 +1,5 @@
-"""The sync job: run by the SAQ cron schedule and queued by `POST /sync`."""
+"""The sync job: run by the SAQ cron schedule and queued by `POST /sync` and the console's
+Sync now (`start_sync`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from saq import CronJob, Queue
 from saq.types import Context, Function
 
 from ekimo import request_ids
+from ekimo.container import Container
 from ekimo.job_worker import container_of
 from ekimo.settings import Settings
 from ekimo.sync.errors import SyncAlreadyQueued
 from ekimo.sync.service import SyncService
+from ekimo.users import audit
+from ekimo.users.audit import Action
+from ekimo.users.principals import Principal
 
 # Far above one run, slow receivers and retries included: only a hung run reaches it.
 SYNC_JOB_TIMEOUT = 3600
@@ -35,6 +40,14 @@ async def queue_sync(queue: Queue, trigger: str) -> str:
     if job is None:  # SAQ refuses a duplicate job key; none is set, so this is a safeguard
         raise SyncAlreadyQueued()
     return job.id
+
+
+async def start_sync(container: Container, actor: Principal, trigger: str) -> str:
+    """A sync someone asked for (POST /sync, the console's Sync now): queued for the worker and
+    recorded in the audit trail under `actor`. Returns the job id."""
+    job_id = await queue_sync(container.queue, trigger)
+    await audit.record(container, Action.SYNC_TRIGGERED, actor=actor, details={"job_id": job_id})
+    return job_id
 
 
 functions: list[Function[Any]] = [sync_products]

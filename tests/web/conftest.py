@@ -49,7 +49,8 @@ async def log_in(console: Console, password: str = PASSWORD) -> httpx.Response:
     answer = await console.post(
         "/ui/login", data={"username": console.username, "password": password}
     )
-    assert answer.status_code == 200, answer.text
+    # A receiver lands on the catalog it may not read: a 403 page, logged in all the same.
+    assert answer.status_code in (200, 403), answer.text
     assert "Log out" in answer.text
     return answer
 
