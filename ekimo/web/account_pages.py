@@ -30,7 +30,7 @@ from ekimo.users.principals import Principal
 from ekimo.users.registration import create_account
 from ekimo.users.roles import MANAGE_ACCOUNTS, OWN_ACCOUNT, ROLES, Role, may_grant
 from ekimo.users.service import UserService, apply_account_change
-from ekimo.web.pages import redirect, render
+from ekimo.web.pages import redirect, render, sentence
 from ekimo.web.session import CONSOLE_PATH, signed_out
 
 ACCOUNTS = f"{CONSOLE_PATH}/accounts"
@@ -42,13 +42,6 @@ _USERS = {"users": Provide(create_service_provider(UserService))}
 _KEYS = {"keys": Provide(create_service_provider(ApiKeyService))}
 # The secret is in this response only: no browser or proxy may keep a copy.
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _sentence(detail: str) -> str:
-    """A service's detail ("x is the last active admin ...") as a sentence on the page."""
-    text = detail.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _when(moment: datetime | None, empty: str = "—") -> str:
@@ -172,7 +165,7 @@ async def create_account_form(
             users,
             container,
             status_code=exc.status,
-            error=_sentence(exc.detail),
+            error=sentence(exc.detail),
             new_username=username,
             new_role=role,
         )
@@ -197,7 +190,7 @@ async def _change(
         )
     except Problem as exc:
         return await _accounts_page(
-            request, users, container, status_code=exc.status, error=_sentence(exc.detail)
+            request, users, container, status_code=exc.status, error=sentence(exc.detail)
         )
     user = change.user
     if not change.changed:
@@ -367,7 +360,7 @@ async def create_key(
             request,
             keys,
             status_code=exc.status,
-            error=_sentence(exc.detail),
+            error=sentence(exc.detail),
             key_name=name,
             key_role=role,
             key_days=days,
@@ -393,7 +386,7 @@ async def revoke(
     try:
         key = await revoke_key(keys, container, principals, _signed_in(request), key_id)
     except Problem as exc:
-        return await _keys_page(request, keys, status_code=exc.status, error=_sentence(exc.detail))
+        return await _keys_page(request, keys, status_code=exc.status, error=sentence(exc.detail))
     return redirect(KEYS, notice=f"API key {key.name} ({key.prefix}…) is revoked.")
 
 

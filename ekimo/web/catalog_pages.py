@@ -38,7 +38,7 @@ from ekimo.products.catalog import (
 from ekimo.products.schemas import ProductState
 from ekimo.users.guards import allow
 from ekimo.users.roles import READ_CATALOG
-from ekimo.web.pages import render
+from ekimo.web.pages import render, sentence
 from ekimo.web.session import CONSOLE_PATH
 
 CATALOG_PATH = f"{CONSOLE_PATH}/catalog"
@@ -55,12 +55,6 @@ SORTABLE_COLUMNS = (
 )
 
 _CATALOG = {"catalog": Provide(create_service_provider(CatalogService))}
-
-
-def sentence(detail: str) -> str:
-    """A problem's detail ("sort: cannot ...") as a sentence on a page."""
-    text = detail[:1].upper() + detail[1:]
-    return text if text.endswith(".") else text + "."
 
 
 def plain_number(value: Decimal) -> str:

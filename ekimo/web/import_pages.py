@@ -31,7 +31,7 @@ from ekimo.imports.submit import import_later, import_now
 from ekimo.uploads import FieldsCheck, receive_file
 from ekimo.users.guards import allow
 from ekimo.users.roles import IMPORT
-from ekimo.web.pages import redirect, render
+from ekimo.web.pages import redirect, render, sentence
 from ekimo.web.session import CONSOLE_PATH, principal_of
 
 IMPORT_PATH = f"{CONSOLE_PATH}/import"
@@ -103,11 +103,6 @@ def _form(
     )
 
 
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
 @get("/import", opt=allow(IMPORT))
 async def import_page(
     request: Request[Any, Any, Any], container: NamedDependency[Container]
@@ -132,7 +127,7 @@ async def import_file(
         detail = "Choose a file to check or import." if "no file" in exc.detail else exc.detail
         kept = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "connection"}
         return _form(
-            request, container, status_code=exc.status, error=_sentence(detail), headers=kept
+            request, container, status_code=exc.status, error=sentence(detail), headers=kept
         )
     assert upload.file is not None
     fields = upload.fields
@@ -158,7 +153,7 @@ async def import_file(
                 request,
                 container,
                 status_code=failed.status,
-                error=_sentence(failed.message),
+                error=sentence(failed.message),
                 skip=skip,
             )
         except FileProblem as problem:  # not a .csv or .xlsx file name
@@ -166,7 +161,7 @@ async def import_file(
                 request,
                 container,
                 status_code=problem.status,
-                error=_sentence(problem.message),
+                error=sentence(problem.message),
                 skip=skip,
             )
     # Every run is recorded, so it has its page.

@@ -75,3 +75,10 @@ def redirect(path: str, *, notice: str | None = None, **query: object) -> Redire
         params["notice"] = notice
     target = f"{path}?{urlencode(params)}" if params else path
     return Redirect(path=target, status_code=303)
+
+
+def sentence(detail: str) -> str:
+    """A service's detail ("x is the last active admin ...") as a sentence on a page."""
+    text = detail.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."

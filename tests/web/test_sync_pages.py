@@ -146,15 +146,18 @@ class TestSyncNowOnTheWorker:
         deadline = time.monotonic() + SYNC_SECONDS
         while True:
             page, table = await runs_table(editor, str(queued.url))
-            if table.body and table.column("Status")[0] not in ("running", ""):
+            ended = table.body and "running" not in table.column("Status")
+            if ended and "console" in table.column("Trigger"):
                 break
             assert "data-refresh" in page, "the page stopped refreshing before the run ended"
             assert time.monotonic() < deadline, "the queued sync never ended"
             await asyncio.sleep(0.1)
-        newest = table.body[0]
-        assert table.column("Status")[0] == "succeeded", newest
-        assert table.column("Trigger")[0] == "console"
-        assert table.column("Acknowledged")[0] == "3"
+        # The worker's schedule may start a run of its own at a round minute: then the console's
+        # run finds the lock taken (skipped) or nothing left to send, and the other sent it all.
+        by_trigger = dict(zip(table.column("Trigger"), table.column("Status"), strict=True))
+        assert by_trigger["console"] in ("succeeded", "skipped"), table.body
+        assert "succeeded" in table.column("Status"), table.body
+        assert sum(int(n) for n in table.column("Acknowledged")) == 3
         assert "data-refresh" not in page
         assert sorted(fake_api.delivered_barcodes()) == barcodes
         assert pending_shown(page) == "0"
