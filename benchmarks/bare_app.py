@@ -25,10 +25,10 @@ from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 
 QUERY = """
-SELECT barcode, name, price, quantity, last_updated, version, synced_version, created_at,
-       updated_at
-FROM products
-WHERE barcode = $1
+SELECT p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version,
+       coalesce(s.synced_version, p.version) AS synced_version, p.created_at, p.updated_at
+FROM products p LEFT JOIN pending_products s ON s.product_id = p.id
+WHERE p.barcode = $1
 """
 
 

@@ -3,9 +3,12 @@
 The receiver is `ekimo serve --no-worker` (uvicorn) in a subprocess on a database of its own;
 the sender is `ekimo sync --json` in a subprocess, so its peak resident memory is measured
 alone (the child reports its own getrusage(RUSAGE_SELF), so earlier children of the same
-benchmark process, such as the import benchmark's, do not count).
+benchmark process, such as the import benchmark's, do not count). The sender holds a
+`receiver` API key of the receiver (`SYNC_API_KEY`), as the README sets up a sync into another
+ekimo; `--login` uses the account's name and password instead (a bcrypt check per run).
 
     python -m benchmarks sync [--rows 100000] [--batch-size N (default: SYNC_BATCH_SIZE's)]
+                              [--login]
 
 Server: TEST_DATABASE_URL, else DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/postgres;
 two scratch databases are created and dropped. Goals: >= 46,000 rows/s (20x the prototype's
@@ -40,12 +43,18 @@ PASSWORD = "benchmark password"  # noqa: S105 - a throwaway account on a scratch
 GOAL_ROWS_PER_SECOND = 46_000
 GOAL_PEAK_MB = 150
 
+# The products as an import leaves them: each with its pending row.
 INSERT = """
-INSERT INTO products (barcode, name, price, quantity, last_updated, version, synced_version,
-                      created_at, updated_at)
-SELECT lpad(g::text, 13, '0'), 'Benchmark product ' || g, (g % 100000) / 100.0, g % 1000,
-       timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second', 1, 0, now(), now()
-FROM generate_series(1, $1) g
+WITH inserted AS (
+    INSERT INTO products (barcode, name, price, quantity, last_updated, version, created_at,
+                          updated_at)
+    SELECT lpad(g::text, 13, '0'), 'Benchmark product ' || g, (g % 100000) / 100.0, g % 1000,
+           timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second', 1, now(), now()
+    FROM generate_series(1, $1) g
+    RETURNING id, barcode
+)
+INSERT INTO pending_products (product_id, barcode, version, synced_version)
+SELECT id, barcode, 1, 0 FROM inserted
 """
 
 
@@ -93,6 +102,21 @@ def _cpu_seconds_of(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _receiver_key(port: int) -> str:
+    """A `receiver` API key of the sender's account on the receiver."""
+    base = f"http://127.0.0.1:{port}"
+    login = httpx.post(f"{base}/auth", data={"username": "sender", "password": PASSWORD})
+    token = login.json()["access_token"]
+    created = httpx.post(
+        f"{base}/api-keys",
+        json={"name": "benchmark sender", "role": "receiver"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if created.status_code != 201:
+        raise SystemExit(f"could not create the receiver key: {created.text}")
+    return str(created.json()["secret"])
+
+
 def _start_receiver(database_url: str, port: int) -> subprocess.Popen[bytes]:
     receiver = subprocess.Popen(
         [sys.executable, "-m", "ekimo", "serve", "--no-worker", "--port", str(port)],
@@ -124,15 +148,17 @@ def _start_receiver(database_url: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def _sync(
-    database_url: str, port: int, batch_size: int
+    database_url: str, port: int, batch_size: int, key: str | None
 ) -> tuple[dict[str, Any], float, float, float]:
     """(summary, wall seconds, peak RSS in MB, CPU seconds) of one `ekimo sync` process."""
+    credentials = (
+        {"SYNC_API_KEY": key} if key else {"SYNC_USERNAME": "sender", "SYNC_PASSWORD": PASSWORD}
+    )
     env = _env(
         database_url,
         SYNC_BASE_URL=f"http://127.0.0.1:{port}",
-        SYNC_USERNAME="sender",
-        SYNC_PASSWORD=PASSWORD,
         SYNC_BATCH_SIZE=str(batch_size),
+        **credentials,
     )
     run = run_ekimo(env, "sync", "--json")
     if not run.stdout.strip():
@@ -144,6 +170,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks sync")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=Settings().sync_batch_size)
+    parser.add_argument(
+        "--login", action="store_true", help="SYNC_USERNAME/SYNC_PASSWORD, not a receiver key"
+    )
     args = parser.parse_args(argv)
 
     server = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -161,16 +190,18 @@ def main(argv: list[str]) -> None:
         asyncio.run(_execute(sender_db, INSERT, args.rows))
         port = _free_port()
         receiver = _start_receiver(receiver_db, port)
+        key = None if args.login else _receiver_key(port)
 
         receiver_cpu_before = _cpu_seconds_of(receiver.pid)
-        summary, wall, peak_mb, sender_cpu = _sync(sender_db, port, args.batch_size)
+        summary, wall, peak_mb, sender_cpu = _sync(sender_db, port, args.batch_size, key)
         receiver_cpu_after = _cpu_seconds_of(receiver.pid)
         receiver_peak = _peak_mb_of(receiver.pid)
-        again, again_wall, _, _ = _sync(sender_db, port, args.batch_size)
+        again, again_wall, _, _ = _sync(sender_db, port, args.batch_size, key)
 
         run_seconds = (summary["duration_ms"] or 1) / 1000
         rate = summary["acknowledged"] / run_seconds
-        print(f"rows: {args.rows}, batch size: {args.batch_size}")
+        credential = "name and password (a login per run)" if args.login else "a receiver key"
+        print(f"rows: {args.rows}, batch size: {args.batch_size}, credential: {credential}")
         print(
             f"sync run: {summary['status']}, {summary['acknowledged']} acknowledged in "
             f"{run_seconds:.2f} s -> {rate:,.0f} rows/s "

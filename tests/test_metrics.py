@@ -157,9 +157,15 @@ async def test_pending_products_are_counted_exactly_below_the_cap(
         await conn.execute(
             text(
                 "INSERT INTO products (barcode, name, price, quantity, last_updated, version, "
-                "synced_version, created_at, updated_at) "
-                "SELECT g::text, 'P' || g, 1, 1, now(), 1, CASE WHEN g <= 40 THEN 1 ELSE 0 END, "
+                "created_at, updated_at) "
+                "SELECT g::text, 'P' || g, 1, 1, now(), 1, "
                 "now(), now() - interval '1 hour' FROM generate_series(1, 100) g"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO pending_products (product_id, barcode, version, synced_version) "
+                "SELECT id, barcode, 1, 0 FROM products WHERE barcode::int > 40"
             )
         )
         await conn.exec_driver_sql("ANALYZE products")  # the total becomes the estimate

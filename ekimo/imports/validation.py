@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TypedDict
 
+from ekimo.bounds import INSTANT_RULE, in_range
+
 MAX_ERRORS_KEPT = 1000
 MAX_BARCODE_DIGITS = 14
 MAX_NAME_LENGTH = 255
@@ -242,6 +244,10 @@ class RowValidator:
                 "last_updated must be an ISO 8601 date-time like 2025-07-01T12:00:00 "
                 "(no zone means UTC) or 2025-07-01T12:00:00+02:00",
             )
+            return None
+        if not in_range(moment):
+            # An offset can carry a valid ISO 8601 time past year 9999 in UTC: unreadable.
+            self.errors.add(row_no, "last_updated", raw, f"last_updated {INSTANT_RULE}")
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Every read is served by an index (migration 0007), so its cost follows the page, not the
 catalog: "name contains" reads the trigram index, each sort key its index (key, id), the
-pending products their partial index. `total` is exact up to `EXACT_TOTAL_LIMIT` matches and
+state the narrow `pending_products`. `total` is exact up to `EXACT_TOTAL_LIMIT` matches and
 PostgreSQL's estimate above (flagged `total_exact: false`): counting millions of rows for every
 page is what made the first page slow. A page's `next` cursor is the last row's sort key: the
 next page starts there through the index, however deep in the catalog it is.
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    exists,
     func,
     literal,
     literal_column,
@@ -44,7 +45,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ekimo.bounds import MAX_BIGINT, StorableText, in_range
 from ekimo.errors import InvalidInput, NotFound
-from ekimo.products.models import Product
+from ekimo.products.models import PendingProduct, Product
 from ekimo.products.schemas import ProductOut, ProductPage, ProductState
 
 SORTABLE_FIELDS = (
@@ -182,9 +183,8 @@ class ProductQuery:
         """The sort as the user's keys, normalized (`+name, -price` -> `name,-price`)."""
         return ",".join(str(key) for key in self.order if key.field != "id")
 
-    def conditions(self, *, for_estimate: bool = False) -> list[ColumnElement[bool]]:
-        """The WHERE clauses. `for_estimate`: the state in the form the planner has statistics
-        for (`st_products_pending`); the other form is the one the partial indexes serve."""
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The WHERE clauses."""
         conditions: list[ColumnElement[bool]] = []
         if self.barcodes:
             conditions.append(Product.barcode.in_(list(self.barcodes)))
@@ -197,19 +197,25 @@ class ProductQuery:
                     literal(pattern, String(), literal_execute=True), escape=LIKE_ESCAPE_CHAR
                 )
             )
-        pending = Product.version > Product.synced_version
         if self.state == "pending":
-            conditions.append(pending.is_(True) if for_estimate else pending)
+            # By barcode: the planner can then walk the pending barcodes in order.
+            conditions.append(Product.barcode.in_(select(PendingProduct.barcode)))
         elif self.state == "synced":
-            conditions.append(
-                pending.is_not(True) if for_estimate else Product.version <= Product.synced_version
-            )
+            conditions.append(~exists().where(PendingProduct.product_id == Product.id))
         if self.updated_since is not None:
             since = self.updated_since
             if since.tzinfo is None:
                 since = since.replace(tzinfo=UTC)
             conditions.append(Product.updated_at >= since)
         return conditions
+
+    def matching(self) -> Select[Any]:
+        """A row per matching product, to count or estimate. The pending ones alone are the
+        narrow pending table's rows: joined to the catalog, the planner may read it all."""
+        one = literal_column("1", Integer())
+        if self.state == "pending" and not (self.barcodes or self.q or self.updated_since):
+            return select(one).select_from(PendingProduct)
+        return select(one).select_from(Product).where(*self.conditions())
 
     def ordering(self) -> list[ColumnElement[Any]]:
         return [
@@ -279,8 +285,7 @@ async def plan_of(session: Session, statement: Select[Any]) -> dict[str, Any]:
 
 def count_up_to(query: ProductQuery, limit: int) -> Select[int]:
     """How many products match, counting no further than `limit` (a bounded read)."""
-    some = select(literal_column("1", Integer())).select_from(Product).where(*query.conditions())
-    return select(func.count()).select_from(some.limit(limit).subquery())
+    return select(func.count()).select_from(query.matching().limit(limit).subquery())
 
 
 async def matches(session: Session, query: ProductQuery) -> tuple[int, bool]:
@@ -290,8 +295,7 @@ async def matches(session: Session, query: ProductQuery) -> tuple[int, bool]:
     count = int((await session.execute(count_up_to(query, limit + 1))).scalar_one())
     if count <= limit:
         return count, True
-    every = select(literal_column("1", Integer())).select_from(Product)
-    plan = await plan_of(session, every.where(*query.conditions(for_estimate=True)))
+    plan = await plan_of(session, query.matching())
     return max(count, round(plan["Plan Rows"])), False
 
 
@@ -343,10 +347,10 @@ class CatalogService(SQLAlchemyAsyncRepositoryService[Product, ProductRepository
 
 # The columns of `ProductOut` but `state`, in its order.
 _PRODUCT = """
-SELECT barcode, name, price, quantity, last_updated, version, synced_version, created_at,
-       updated_at
-FROM products
-WHERE barcode = $1
+SELECT p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version,
+       coalesce(s.synced_version, p.version), p.created_at, p.updated_at
+FROM products p LEFT JOIN pending_products s ON s.product_id = p.id
+WHERE p.barcode = $1
 """
 
 

@@ -1,5 +1,5 @@
-"""The catalog's figures for GET /metrics: products by state, pending (`version > synced_version`)
-or synced, without counting a catalog of millions on every scrape."""
+"""The catalog's figures for GET /metrics: products by state, pending (a row in
+`pending_products`) or synced, without counting a catalog of millions on every scrape."""
 
 from __future__ import annotations
 
@@ -10,24 +10,22 @@ from sqlalchemy import text
 from ekimo.container import Container
 from ekimo.metrics import Figure
 
-# Beyond this many pending products the count stops, and the partial index's estimate is used.
+# Beyond this many pending products the count stops, and the table's estimate is used.
 PENDING_CAP = 100_000
 
 # The total is the planner's estimate (pg_class.reltuples, kept by autovacuum's ANALYZE; counted
-# up to the cap when the table was never analyzed); pending is counted exactly up to the cap
-# through the partial index on pending products (ix_products_pending).
+# up to the cap when the table was never analyzed); pending is counted exactly up to the cap.
 CATALOG = text(
     """
     SELECT pending.n AS pending,
-           coalesce(pending_index.reltuples, -1) AS pending_estimate,
+           coalesce(pending_table.reltuples, -1) AS pending_estimate,
            CASE WHEN c.reltuples >= 0 THEN c.reltuples
                 ELSE (SELECT count(*) FROM (SELECT FROM products LIMIT :cap) a) END AS total
     FROM pg_class c
     CROSS JOIN (
-        SELECT count(*) AS n
-        FROM (SELECT FROM products WHERE version > synced_version LIMIT :cap) p
+        SELECT count(*) AS n FROM (SELECT FROM pending_products LIMIT :cap) p
     ) pending
-    LEFT JOIN pg_class pending_index ON pending_index.oid = to_regclass('ix_products_pending')
+    LEFT JOIN pg_class pending_table ON pending_table.oid = to_regclass('pending_products')
     WHERE c.oid = to_regclass('products')
     """
 )

@@ -33,7 +33,8 @@ def merge_into_products(source: str) -> str:
     with barcode, name, price, quantity, last_updated) merged into `products`, `$1` = now.
 
     New barcodes are inserted at version 1; a real change bumps `version` and `updated_at`;
-    identical values (a missing last_updated keeps the stored one) change nothing.
+    identical values (a missing last_updated keeps the stored one) change nothing. Run it
+    through `write_counted`, which also queues what it wrote for the sync.
     """
     return f"""
 MERGE INTO products AS p
@@ -43,21 +44,31 @@ WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
     THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
         last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
 WHEN NOT MATCHED THEN
-    INSERT (barcode, name, price, quantity, last_updated, version, synced_version,
-            created_at, updated_at)
-    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, 0, $1, $1)
+    INSERT (barcode, name, price, quantity, last_updated, version, created_at, updated_at)
+    VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, $1, $1)
 """  # noqa: S608 (source is one of our own staging tables or queries, never user input)
 
 
 def insert_new_products(source: str) -> str:
     """The MERGE's insert without its join, for a `source` whose barcodes are all new (a first
-    import, rows appended): a known barcode raises a unique violation. `$1` = now."""
+    import, rows appended): a known barcode raises a unique violation. `$1` = now. Run it
+    through `write_new`."""
     return f"""
-INSERT INTO products (barcode, name, price, quantity, last_updated, version, synced_version,
-    created_at, updated_at)
-SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, 0, $1, $1 FROM {source} s
+INSERT INTO products (barcode, name, price, quantity, last_updated, version, created_at,
+    updated_at)
+SELECT barcode, name, price, quantity, coalesce(last_updated, $1), 1, $1, $1 FROM {source} s
 """  # noqa: S608 (source is one of our own staging tables or queries, never user input)
 
+
+# Every product an import wrote waits for the sync. The import's `now` marks them (its
+# `updated_at`, read through that column's index; the exclusive lock keeps other writers out):
+# at the new version, acknowledged at the one before unless already pending (which keeps its
+# own acknowledged version).
+_RECORD_PENDING = """
+INSERT INTO pending_products (product_id, barcode, version, synced_version)
+SELECT id, barcode, version, version - 1 FROM products WHERE updated_at = $1
+ON CONFLICT (product_id) DO UPDATE SET version = EXCLUDED.version
+"""
 
 # The catalog's size in pages: what a count(*) of it reads.
 _CATALOG_PAGES = "SELECT pg_relation_size('products') / current_setting('block_size')::bigint"
@@ -89,7 +100,18 @@ async def write_counted(
         before: int = await conn.fetchval(_CATALOG_COUNT)
         touched = _tag_count(await conn.execute(statement, now))
         created = await conn.fetchval(_CATALOG_COUNT) - before
+    if touched:
+        await conn.execute(_RECORD_PENDING, now)
     return created, touched - created
+
+
+async def write_new(conn: Any, statement: str, now: datetime) -> int:
+    """Run an import's insert of new products (`insert_new_products`, `$1` = now) under the
+    exclusive lock: how many it created."""
+    created = _tag_count(await conn.execute(statement, now))
+    if created:
+        await conn.execute(_RECORD_PENDING, now)
+    return created
 
 
 def _tag_count(status: str) -> int:
@@ -103,6 +125,9 @@ def _tag_count(status: str) -> int:
 # and ON CONFLICT judges `last_updated` against the latest committed row, so the latest still
 # wins; only the stale/unchanged split of such overlapping requests may be off.
 #
+# Received products are stored as synced: the write clears their pending rows, locked in
+# product id order as the sync's marking locks them.
+#
 # Counts come from the snapshot before the write (stale) and from what the write returned. Only
 # the items not written can be stale, so only those are looked up (a hashed NOT IN against
 # what was written): a sync of new or changed products costs no lookup beyond the upsert's own.
@@ -114,18 +139,25 @@ UPSERT = """
     ),
     written AS (
         INSERT INTO products AS p (barcode, name, price, quantity, last_updated,
-                                   version, synced_version, created_at, updated_at)
-        SELECT barcode, name, price, quantity, last_updated, 1, 1, now(), now() FROM incoming
+                                   version, created_at, updated_at)
+        SELECT barcode, name, price, quantity, last_updated, 1, now(), now() FROM incoming
         ORDER BY barcode COLLATE "C"
         ON CONFLICT (barcode) DO UPDATE
         SET name = EXCLUDED.name, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
-            last_updated = EXCLUDED.last_updated, version = p.version + 1,
-            synced_version = p.version + 1, updated_at = now()
+            last_updated = EXCLUDED.last_updated, version = p.version + 1, updated_at = now()
         WHERE EXCLUDED.last_updated >= p.last_updated
           AND (p.name, p.price, p.quantity, p.last_updated)
               IS DISTINCT FROM
               (EXCLUDED.name, EXCLUDED.price, EXCLUDED.quantity, EXCLUDED.last_updated)
-        RETURNING p.barcode, (xmax = 0) AS created
+        RETURNING p.id, p.barcode, (xmax = 0) AS created
+    ),
+    pending AS MATERIALIZED (
+        SELECT s.product_id FROM pending_products s JOIN written w ON s.product_id = w.id
+        ORDER BY s.product_id
+        FOR UPDATE OF s
+    ),
+    cleared AS (
+        DELETE FROM pending_products s USING pending WHERE s.product_id = pending.product_id
     ),
     stale AS (
         -- The correlated lookup reads the statement's snapshot: the rows as they were before.
@@ -149,24 +181,23 @@ async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, in
     return int(created), int(updated), int(stale)
 
 
-# Exactly the versions sent: a product changed while in flight keeps its newer version pending.
-# One statement, for the sync's autocommit connection. The write lock is taken shared before any
-# row is locked: every row `sent` locks comes out of a join with `gate`. Then the rows are
-# locked in barcode order, as a receiver locks them (the batch comes in id order).
+# Exactly the versions sent: a product changed while in flight keeps its newer version pending
+# (the import that changed it raised the pending row's version). One statement, for the sync's
+# autocommit connection, under the shared write lock (imports, which write pending rows, wait),
+# locking the pending rows in product id order as a receiver locks them.
 MARK_SYNCED = """
     WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key)),
     sent AS MATERIALIZED (
-        SELECT p.id, v.version
-        FROM gate, products AS p
+        SELECT s.product_id
+        FROM gate, pending_products AS s
         JOIN unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:versions AS text) AS bigint[]))
-            AS v(id, version) ON p.id = v.id
-        WHERE p.version = v.version AND p.synced_version < v.version
-        ORDER BY p.barcode COLLATE "C"
-        FOR NO KEY UPDATE OF p
+            AS v(id, version) ON s.product_id = v.id
+        -- Also as an array: the batch's rows by the primary key, not a scan of every pending.
+        WHERE s.product_id = ANY(CAST(CAST(:ids AS text) AS bigint[])) AND s.version = v.version
+        ORDER BY s.product_id
+        FOR UPDATE OF s
     )
-    UPDATE products AS p SET synced_version = s.version
-    FROM sent AS s
-    WHERE p.id = s.id
+    DELETE FROM pending_products AS s USING sent WHERE s.product_id = sent.product_id
     """
 
 

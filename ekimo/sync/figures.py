@@ -24,15 +24,15 @@ RUNS = text(
 )
 
 # The oldest change the sync still has to send: pending, and not a version the external API
-# refused (those wait for the product to change, not for the sync). Materialized: read through
-# the partial index on pending products, never by walking an index on updated_at past the
-# synced ones; its cost grows with the pending products only.
+# refused (those wait for the product to change, not for the sync). Materialized: read from
+# the pending products, never by walking an index on updated_at past the synced ones; its cost
+# grows with the pending products only.
 OLDEST_PENDING = text(
     """
     WITH waiting AS MATERIALIZED (
-        SELECT p.updated_at FROM products p
-        WHERE p.version > p.synced_version AND NOT EXISTS (
-            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
+        SELECT p.updated_at FROM pending_products s JOIN products p ON p.id = s.product_id
+        WHERE NOT EXISTS (
+            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = s.version)
     )
     SELECT coalesce(extract(epoch FROM now() - min(updated_at)), 0) FROM waiting
     """

@@ -1,4 +1,4 @@
-"""A sync run: push every pending product (`version > synced_version`) to the external API.
+"""A sync run: push every pending product (a row in `pending_products`) to the external API.
 
 One run at a time across all processes and machines (a session-level advisory lock on a
 dedicated connection). Pending products go out by keyset in batches of SYNC_BATCH_SIZE, a few
@@ -42,48 +42,39 @@ UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 FINISH_PATIENCE_S = 10.0
 FINISH_RETRY_S = 0.5
 # Batches in flight at once: the receiver works on one while the next is read and sent.
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 2
 
 # SQL: the batch statements' own predicate: pending, minus products rejected at their version.
+_NOT_REJECTED = """NOT EXISTS (
+        SELECT 1 FROM sync_rejections r WHERE r.barcode = s.barcode AND r.version = s.version)"""
 COUNT_PENDING = text(
-    """
-    SELECT count(*) FROM products p
-    WHERE p.version > p.synced_version AND NOT EXISTS (
-        SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
-    """
+    f"SELECT count(*) FROM pending_products s WHERE {_NOT_REJECTED}"  # noqa: S608 (a constant)
 )
 
-# GET /sync/status counts pending products up to this many (a bounded read of the partial
-# index); above, it gives the planner's estimate.
+# GET /sync/status counts pending products up to this many; above, it gives the planner's
+# estimate.
 EXACT_PENDING_LIMIT = 10_000
 # SQL: COUNT_PENDING, reading at most :limit products.
 COUNT_PENDING_UP_TO = text(
-    """
+    f"""
     SELECT count(*) FROM (
-        SELECT 1 FROM products p
-        WHERE p.version > p.synced_version AND NOT EXISTS (
-            SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)
-        LIMIT :limit) pending
-    """
+        SELECT 1 FROM pending_products s WHERE {_NOT_REJECTED} LIMIT :limit) pending
+    """  # noqa: S608 (our own constant)
 )
-# SQL: the planner's estimate of the pending products, from the statistics on the expression
-# (st_products_pending, migration 0007); it has none for `version > synced_version` itself.
-ESTIMATE_PENDING = text(
-    "EXPLAIN (FORMAT JSON) SELECT 1 FROM products WHERE (version > synced_version) IS TRUE"
-)
+# SQL: the planner's estimate of the pending products (the table's statistics).
+ESTIMATE_PENDING = text("EXPLAIN (FORMAT JSON) SELECT 1 FROM pending_products")
 
 # The pending products after the keyset cursor, rejected ones left out (skipped until they
 # change). Without any rejection on record, the anti-join is left out: it costs an index probe
 # per product, and only this run (behind its own cursor) could add a rejection meanwhile.
 _PENDING_AFTER = """
-    SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, p.version
-    FROM products p
-    WHERE p.version > p.synced_version AND p.id > :after {rejections}
-    ORDER BY p.id
+    SELECT p.id, p.barcode, p.name, p.price, p.quantity, p.last_updated, s.version
+    FROM pending_products s JOIN products p ON p.id = s.product_id
+    -- Both sides bounded: a merge join would otherwise read products from the first.
+    WHERE s.product_id > :after AND p.id > :after {rejections}
+    ORDER BY s.product_id
     LIMIT :limit
 """
-_NOT_REJECTED = """AND NOT EXISTS (
-        SELECT 1 FROM sync_rejections r WHERE r.barcode = p.barcode AND r.version = p.version)"""
 
 # SQL: PostgreSQL builds each batch whole, so no product passes through Python on its way out.
 # One row per batch: the count, the keyset cursor, the ids and versions as array literals
@@ -107,7 +98,9 @@ _NEXT_BATCH = """
            ) || ']}}', 'UTF8')
     FROM ({pending}) b
 """
-NEXT_BATCH = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections=_NOT_REJECTED)))
+NEXT_BATCH = text(
+    _NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections="AND " + _NOT_REJECTED))
+)
 NEXT_BATCH_NO_REJECTIONS = text(_NEXT_BATCH.format(pending=_PENDING_AFTER.format(rejections="")))
 # SQL: part of the batch building; picks one of the two statements above for the run.
 ANY_REJECTION = text("SELECT EXISTS (SELECT 1 FROM sync_rejections)")

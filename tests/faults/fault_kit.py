@@ -138,10 +138,12 @@ def insert_pending_products(database_url: str, count: int) -> None:
     would have."""
     query(
         database_url,
-        "INSERT INTO products (barcode, name, price, quantity, last_updated, version, "
-        "synced_version, created_at, updated_at) SELECT lpad(g::text, 13, '0'), 'P' || g, "
-        "g * 0.25, g %% 7, timestamptz '2025-01-02 03:04:05+00' + g * interval '1 s', 1, 0, "
-        "now(), now() FROM generate_series(1, %s) g RETURNING 1",
+        "WITH inserted AS (INSERT INTO products (barcode, name, price, quantity, last_updated, "
+        "version, created_at, updated_at) SELECT lpad(g::text, 13, '0'), 'P' || g, "
+        "g * 0.25, g %% 7, timestamptz '2025-01-02 03:04:05+00' + g * interval '1 s', 1, "
+        "now(), now() FROM generate_series(1, %s) g RETURNING id, barcode) "
+        "INSERT INTO pending_products (product_id, barcode, version, synced_version) "
+        "SELECT id, barcode, 1, 0 FROM inserted RETURNING 1",
         count,
     )
 

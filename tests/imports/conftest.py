@@ -64,8 +64,9 @@ async def upload(
 async def products(container: Container) -> dict[str, dict[str, Any]]:
     async with container.engine.connect() as conn:
         rows = await conn.exec_driver_sql(
-            "SELECT barcode, name, price::text AS price, quantity::text AS quantity, "
-            "last_updated, version, synced_version, updated_at FROM products"
+            "SELECT p.barcode, p.name, p.price::text AS price, p.quantity::text AS quantity, "
+            "p.last_updated, p.version, coalesce(s.synced_version, p.version) AS synced_version, "
+            "p.updated_at FROM products p LEFT JOIN pending_products s ON s.product_id = p.id"
         )
         return {r.barcode: dict(r._mapping) for r in rows}
 
@@ -78,7 +79,7 @@ async def imports(container: Container) -> list[dict[str, Any]]:
 
 async def truncate_catalog(container: Container) -> None:
     async with container.engine.begin() as conn:
-        await conn.exec_driver_sql("TRUNCATE products, imports CASCADE")
+        await conn.exec_driver_sql("TRUNCATE products, pending_products, imports CASCADE")
 
 
 async def import_by(

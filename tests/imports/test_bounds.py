@@ -43,3 +43,26 @@ async def test_a_page_offset_beyond_bigint_is_a_422(
     assert response.json()["extra"] == [
         {"message": BIGINT_BOUND, "key": "offset", "source": "query"}
     ]
+
+
+async def test_a_time_past_year_9999_in_utc_is_a_row_error_and_the_catalog_stays_readable(
+    client: Client, auth_headers: dict[str, str]
+) -> None:
+    """A valid ISO 8601 time whose offset puts it in year 10000 in UTC: PostgreSQL would store
+    it, and no read could return it."""
+    content = (
+        "barcode,name,price,quantity,last_updated\r\n"
+        "1,Late,1,1,9999-12-31T23:59:59-14:00\r\n"
+        "2,Fine,1,1,9999-12-31T23:59:59+14:00\r\n"
+    ).encode()
+
+    response = await client.put(
+        "/products", files={"file": ("late.csv", content)}, headers=auth_headers
+    )
+
+    body = problem_of(response, 422)
+    assert [(e["row"], e["column"]) for e in body["errors"]] == [(2, "last_updated")]
+    assert "9999-12-31T23:59:59.999999Z in UTC" in body["errors"][0]["message"]
+    listed = await client.get("/products", headers=auth_headers)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []

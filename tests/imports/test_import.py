@@ -37,6 +37,37 @@ GOOD = [
 ]
 
 
+async def test_what_an_import_writes_waits_for_the_sync_and_nothing_else(
+    client: httpx.AsyncClient, headers: dict[str, str], container: Container
+) -> None:
+    for name, content in (
+        ("products.csv", csv_bytes(GOOD)),
+        ("products.xlsx", xlsx_bytes(GOOD)),
+    ):
+        async with container.engine.begin() as conn:
+            await conn.exec_driver_sql("TRUNCATE products, pending_products")
+        assert (await upload(client, headers, content, name)).status_code == 200
+        created = await products(container)
+        assert {b: (r["version"], r["synced_version"]) for b, r in created.items()} == {
+            "0001234": (1, 0),
+            "808080808080": (1, 0),
+        }, name
+        # The external API acknowledges both; then a file changes one of them.
+        async with container.engine.begin() as conn:
+            await conn.exec_driver_sql("DELETE FROM pending_products")
+        changed = [["0001234", "Widget", "18.99", "3", "2025-07-02T12:00:00"], GOOD[1]]
+        assert (await upload(client, headers, csv_bytes(changed))).status_code == 200
+        stored = await products(container)
+        assert stored["0001234"]["version"] == 2
+        assert stored["0001234"]["synced_version"] == 1  # pending, acknowledged at 1
+        assert stored["808080808080"]["synced_version"] == 1  # unchanged: not pending
+        async with container.engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT barcode, version, synced_version FROM pending_products"
+            )
+            assert rows.all() == [("0001234", 2, 1)], name
+
+
 async def test_csv_import_creates_then_unchanged_then_updates(
     client: httpx.AsyncClient, headers: dict[str, str], container: Container
 ) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ekimo.container import Container
-from ekimo.products.models import Product
+from ekimo.products.models import PendingProduct, Product
 
 BASE_TIME = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
 
@@ -26,8 +26,19 @@ def product(barcode: str, name: str | None = None, **values: Any) -> dict[str, A
 
 
 async def insert_products(container: Container, rows: Iterable[dict[str, Any]]) -> None:
+    """Products as an import leaves them: pending, never synced, unless a row's
+    `synced_version` says which version the external API has."""
+    chosen = [dict(row) for row in rows]
+    synced = [row.pop("synced_version", 0) for row in chosen]
     async with container.session() as session:
-        session.add_all(Product(**row) for row in rows)
+        products = [Product(**row) for row in chosen]
+        session.add_all(products)
+        await session.flush()
+        session.add_all(
+            PendingProduct(product_id=p.id, barcode=p.barcode, version=p.version, synced_version=s)
+            for p, s in zip(products, synced, strict=True)
+            if s < p.version
+        )
         await session.commit()
 
 

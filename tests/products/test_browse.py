@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 
 from ekimo.container import Container
-from ekimo.products.models import Product
+from ekimo.products.models import PendingProduct, Product
 from tests.products.conftest import insert_products, numbered, product
 
 Client = httpx.AsyncClient
@@ -88,7 +88,11 @@ async def test_filters(client: Client, auth_headers: dict[str, str], container: 
     )
     async with container.session() as session:
         await session.execute(
-            update(Product).where(Product.barcode.in_(["1", "3"])).values(synced_version=1)
+            delete(PendingProduct).where(
+                PendingProduct.product_id.in_(
+                    select(Product.id).where(Product.barcode.in_(["1", "3"]))
+                )
+            )
         )
         await session.execute(
             update(Product)

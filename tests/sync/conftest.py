@@ -58,12 +58,17 @@ async def insert_products(container: Container, count: int, start: int = 1) -> l
         await conn.execute(
             text(
                 """
-                INSERT INTO products (barcode, name, price, quantity, last_updated,
-                                      version, synced_version, created_at, updated_at)
-                SELECT lpad(g::text, 13, '0'), 'Product ' || g, g * 1.25, g * 0.5,
-                       timestamptz '2025-01-02 03:04:05.123456+00' + g * interval '1 second',
-                       1, 0, now(), now()
-                FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) g
+                WITH inserted AS (
+                    INSERT INTO products (barcode, name, price, quantity, last_updated,
+                                          version, created_at, updated_at)
+                    SELECT lpad(g::text, 13, '0'), 'Product ' || g, g * 1.25, g * 0.5,
+                           timestamptz '2025-01-02 03:04:05.123456+00' + g * interval '1 second',
+                           1, now(), now()
+                    FROM generate_series(CAST(:start AS int), CAST(:stop AS int)) g
+                    RETURNING id, barcode
+                )
+                INSERT INTO pending_products (product_id, barcode, version, synced_version)
+                SELECT id, barcode, 1, 0 FROM inserted
                 """
             ),
             {"start": start, "stop": start + count - 1},
@@ -76,17 +81,27 @@ async def touch_product(container: Container, code: str, name: str) -> None:
     async with container.engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE products SET name = :name, version = version + 1, updated_at = now() "
-                "WHERE barcode = :barcode"
+                "WITH touched AS (UPDATE products SET name = :name, version = version + 1, "
+                "updated_at = now() WHERE barcode = :barcode RETURNING id, barcode, version) "
+                "INSERT INTO pending_products (product_id, barcode, version, synced_version) "
+                "SELECT id, barcode, version, version - 1 FROM touched "
+                "ON CONFLICT (product_id) DO UPDATE SET version = EXCLUDED.version"
             ),
             {"name": name, "barcode": code},
         )
 
 
+# Each product's barcode, version and last acknowledged version.
+SYNCED_VERSIONS = (
+    "SELECT p.barcode, p.version, coalesce(s.synced_version, p.version) "
+    "FROM products p LEFT JOIN pending_products s ON s.product_id = p.id"
+)
+
+
 async def versions(container: Container) -> dict[str, tuple[int, int]]:
     """barcode -> (version, synced_version)."""
     async with container.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT barcode, version, synced_version FROM products"))
+        rows = await conn.execute(text(SYNCED_VERSIONS))
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
 
@@ -153,7 +168,8 @@ async def receiver_settings(settings: Settings, receiver_database_url: str) -> S
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(
-                "TRUNCATE products, users, sync_runs, sync_rejections RESTART IDENTITY CASCADE"
+                "TRUNCATE products, pending_products, users, sync_runs, sync_rejections "
+                "RESTART IDENTITY CASCADE"
             )
     finally:
         await engine.dispose()

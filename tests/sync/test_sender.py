@@ -31,6 +31,26 @@ async def stored_run(container: Container, run_id: int) -> dict[str, object]:
         return dict(row.mappings().one())
 
 
+async def test_acknowledging_leaves_the_product_rows_as_they_were(
+    container: Container, service: SyncService, fake_api: FakeApi
+) -> None:
+    """The pending set is apart from `products`: marking deletes narrow rows, it does not
+    rewrite each product (and all of the catalog's indexes with it)."""
+    await insert_products(container, 30)
+    rows = text("SELECT id, xmin::text, ctid::text FROM products ORDER BY id")
+    async with container.engine.connect() as conn:
+        before = (await conn.execute(rows)).all()
+
+    summary = await service.run("test")
+
+    assert (summary.status, summary.acknowledged) == ("succeeded", 30), summary
+    assert await pending(container) == set()
+    async with container.engine.connect() as conn:
+        assert (await conn.execute(rows)).all() == before
+        left = await conn.execute(text("SELECT count(*) FROM pending_products"))
+        assert left.scalar_one() == 0
+
+
 async def test_everything_delivered_marked_and_not_sent_again(
     container: Container, service: SyncService, fake_api: FakeApi
 ) -> None:

@@ -108,7 +108,11 @@ async def mark_synced(container: Container, barcode: str) -> None:
     """What an acknowledged sync writes: the external API has the current version."""
     async with container.engine.begin() as conn:
         await conn.execute(
-            text("UPDATE products SET synced_version = version WHERE barcode = :b"), {"b": barcode}
+            text(
+                "DELETE FROM pending_products WHERE product_id = "
+                "(SELECT id FROM products WHERE barcode = :b)"
+            ),
+            {"b": barcode},
         )
 
 

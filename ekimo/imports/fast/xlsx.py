@@ -44,6 +44,7 @@ from ekimo.products.writes import (
     lock_for_import,
     merge_into_products,
     write_counted,
+    write_new,
 )
 
 log = logging.getLogger(__name__)
@@ -351,10 +352,5 @@ async def _write(conn: Connection, rows: int) -> tuple[int, int]:
     if not await conn.fetchval(ANY_KNOWN):
         # Nobody else writes meanwhile and the sheet has no barcode twice (`_records`): the
         # insert cannot meet a known barcode.
-        return _count(await conn.execute(INSERT, now)), 0
+        return await write_new(conn, INSERT, now), 0
     return await write_counted(conn, MERGE, now, "import_sheet", rows)
-
-
-def _count(status: str) -> int:
-    # asyncpg answers with the command tag, e.g. "INSERT 0 1000".
-    return int(status.rsplit(" ", 1)[-1])

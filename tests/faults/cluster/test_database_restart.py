@@ -180,7 +180,10 @@ async def test_a_sync_cut_by_a_restart_fails_in_one_line_and_a_dead_run_is_close
     assert "database became unavailable" in runs[0][1]
     # Only what the API acknowledged may be marked; the rest stays pending.
     marked = await asyncio.to_thread(
-        query, own_database, "SELECT barcode FROM products WHERE synced_version = version"
+        query,
+        own_database,
+        "SELECT barcode FROM products p WHERE NOT EXISTS "
+        "(SELECT 1 FROM pending_products s WHERE s.product_id = p.id)",
     )
     assert {b for (b,) in marked} <= set(fake_api.delivered_barcodes())
     assert len(marked) < SYNCED
@@ -210,7 +213,7 @@ async def test_a_sync_cut_by_a_restart_fails_in_one_line_and_a_dead_run_is_close
     assert [s for s, _ in runs] == ["failed", "failed", "succeeded"]
     assert "interrupted" in runs[1][1]
     assert await asyncio.to_thread(
-        query, own_database, "SELECT count(*) FROM products WHERE synced_version < version"
+        query, own_database, "SELECT count(*) FROM pending_products"
     ) == [(0,)]
     assert set(fake_api.delivered_barcodes()) == {barcode(n) for n in range(1, SYNCED + 1)}
     await asyncio.to_thread(assert_nothing_running, own_database)
