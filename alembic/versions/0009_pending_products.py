@@ -5,7 +5,8 @@ sent, which PostgreSQL cannot do in place once an index names the column (the pe
 did), so each one rewrote the product in all of the catalog's indexes. Now a product waiting
 for the sync has a narrow row here; acknowledging deletes it. `products.synced_version` goes
 (the API still reports it, from this table), with the two partial indexes and the statistics
-that served it.
+that served it. Products deleted or truncated by hand take their pending rows with them (two
+statement triggers: a foreign key would cost a check per imported product).
 
 Revision ID: 0009_pending_products
 Revises: 0008_import_request_id
@@ -21,6 +22,30 @@ revision: str = "0009_pending_products"
 down_revision: str | None = "0008_import_request_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+FORGET_DELETED = """
+CREATE FUNCTION pending_products_forget_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pending_products s USING deleted d WHERE s.product_id = d.id;
+    RETURN NULL;
+END $$
+"""
+ON_DELETE = """
+CREATE TRIGGER products_deleted AFTER DELETE ON products
+REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT
+EXECUTE FUNCTION pending_products_forget_deleted()
+"""
+FORGET_ALL = """
+CREATE FUNCTION pending_products_forget_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE pending_products;
+    RETURN NULL;
+END $$
+"""
+ON_TRUNCATE = """
+CREATE TRIGGER products_truncated AFTER TRUNCATE ON products
+FOR EACH STATEMENT EXECUTE FUNCTION pending_products_forget_all()
+"""
 
 
 def upgrade() -> None:
@@ -41,9 +66,15 @@ def upgrade() -> None:
     op.drop_index("ix_products_pending_barcode", "products")
     op.drop_index("ix_products_pending", "products")
     op.drop_column("products", "synced_version")
+    for statement in (FORGET_DELETED, ON_DELETE, FORGET_ALL, ON_TRUNCATE):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER products_truncated ON products")
+    op.execute("DROP TRIGGER products_deleted ON products")
+    op.execute("DROP FUNCTION pending_products_forget_all()")
+    op.execute("DROP FUNCTION pending_products_forget_deleted()")
     op.add_column(
         "products",
         sa.Column("synced_version", sa.BigInteger(), server_default="0", nullable=False),

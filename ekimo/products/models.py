@@ -30,7 +30,8 @@ class PendingProduct(DefaultBase):
 
     Apart from `products` so that acknowledging a version deletes a narrow row instead of
     rewriting the product (an update of `products` rewrites every one of its indexes). No
-    foreign key: products are never deleted, and a check per imported row would cost."""
+    foreign key (a check per imported row): migration 0009's statement triggers delete the
+    rows of products deleted or truncated by hand (ekimo itself never deletes products)."""
 
     __tablename__ = "pending_products"
 
