@@ -240,7 +240,7 @@ async def _fill(url: str, products: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(INSERT, products)
-        await conn.execute("VACUUM (ANALYZE) products")
+        await conn.execute("VACUUM (ANALYZE) products, pending_products")
     finally:
         await conn.close()
 

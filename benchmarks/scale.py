@@ -125,7 +125,7 @@ async def _load(url: str, first: int, last: int) -> None:
 async def _settle(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("VACUUM (ANALYZE) products")
+        await conn.execute("VACUUM (ANALYZE) products, pending_products")
         await conn.execute("CHECKPOINT")  # its writes would otherwise land during the reads
     finally:
         await conn.close()
