@@ -38,7 +38,8 @@ EXECUTE FUNCTION pending_products_forget_deleted()
 FORGET_ALL = """
 CREATE FUNCTION pending_products_forget_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE pending_products;
+    -- Not TRUNCATE: `TRUNCATE products, pending_products` would then truncate a table in use.
+    DELETE FROM pending_products;
     RETURN NULL;
 END $$
 """

@@ -107,11 +107,14 @@ async def write_counted(
 
 async def write_new(conn: Any, statement: str, now: datetime) -> int:
     """Run an import's insert of new products (`insert_new_products`, `$1` = now) under the
-    exclusive lock: how many it created."""
-    created = _tag_count(await conn.execute(statement, now))
-    if created:
-        await conn.execute(_RECORD_PENDING, now)
-    return created
+    exclusive lock: how many it created. Each is pending, never synced: recorded from what the
+    insert returns, in the same statement."""
+    queued = (
+        f"WITH inserted AS ({statement} RETURNING id, barcode) "  # noqa: S608 (our own SQL)
+        "INSERT INTO pending_products (product_id, barcode, version, synced_version) "
+        "SELECT id, barcode, 1, 0 FROM inserted"
+    )
+    return _tag_count(await conn.execute(queued, now))
 
 
 def _tag_count(status: str) -> int:

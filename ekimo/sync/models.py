@@ -16,7 +16,8 @@ class SyncRun(BigIntAuditBase):
     __tablename__ = "sync_runs"
 
     status: Mapped[str] = mapped_column(String(16))
-    # Who started it: `schedule` (cron job), `api` (POST /sync), `cli` (ekimo sync).
+    # Who started it: `schedule` (cron job), `api` (POST /sync), `cli` (ekimo sync),
+    # `console` (Sync now).
     trigger: Mapped[str] = mapped_column(String(16))
     pending_at_start: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     sent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

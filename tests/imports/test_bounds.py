@@ -51,10 +51,10 @@ async def test_a_time_past_year_9999_in_utc_is_a_row_error_and_the_catalog_stays
     """A valid ISO 8601 time whose offset puts it in year 10000 in UTC: PostgreSQL would store
     it, and no read could return it."""
     content = (
-        "barcode,name,price,quantity,last_updated\r\n"
-        "1,Late,1,1,9999-12-31T23:59:59-14:00\r\n"
-        "2,Fine,1,1,9999-12-31T23:59:59+14:00\r\n"
-    ).encode()
+        b"barcode,name,price,quantity,last_updated\r\n"
+        b"1,Late,1,1,9999-12-31T23:59:59-14:00\r\n"
+        b"2,Fine,1,1,9999-12-31T23:59:59+14:00\r\n"
+    )
 
     response = await client.put(
         "/products", files={"file": ("late.csv", content)}, headers=auth_headers

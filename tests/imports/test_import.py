@@ -360,3 +360,23 @@ def test_gen_products_file_through_cli(cli_env: dict[str, str], tmp_path: Path) 
     result = run_cli(cli_env, "import", str(target), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["created"] == 5000
+
+
+async def test_products_deleted_or_truncated_by_hand_take_their_pending_rows_along(
+    client: httpx.AsyncClient, headers: dict[str, str], container: Container
+) -> None:
+    """No foreign key (a check per imported row): migration 0009's statement triggers."""
+    assert (await upload(client, headers, csv_bytes(GOOD))).status_code == 200
+    pending = "SELECT barcode FROM pending_products ORDER BY barcode"
+    async with container.engine.begin() as conn:
+        assert (await conn.exec_driver_sql(pending)).scalars().all() == [
+            "0001234",
+            "808080808080",
+        ]
+        await conn.exec_driver_sql("DELETE FROM products WHERE barcode = '0001234'")
+        assert (await conn.exec_driver_sql(pending)).scalars().all() == ["808080808080"]
+        await conn.exec_driver_sql("TRUNCATE products")
+        assert (await conn.exec_driver_sql(pending)).scalars().all() == []
+    # The same file again: nothing left behind stands in its way.
+    again = await upload(client, headers, csv_bytes(GOOD))
+    assert (again.status_code, again.json()["created"]) == (200, 2), again.text
