@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # A change made in another process is seen within this time (the promise is 5 s).
 CACHE_SECONDS = 2.0
 REFRESH_AHEAD_SECONDS = 0.5
+# Entries kept per cache at most: wrong keys from many addresses must not grow it forever.
+MAX_ENTRIES = 10_000
 # `last_used_at` of a key is written at most this often, off the request's path.
 LAST_USED_EVERY_S = 60.0
 KEY_PREFIX = "ekimo_"
@@ -114,7 +116,13 @@ class _Expiring(Generic[K, V]):
         expires = time.monotonic() + CACHE_SECONDS
         value = await self._load(key)
         if generation == self._generation:
-            self._entries[key] = (expires, value)
+            entries = self._entries
+            # Re-inserted last, so the dict's order is the order of expiry: the first is the
+            # oldest, and the one to drop when full.
+            entries.pop(key, None)
+            entries[key] = (expires, value)
+            if len(entries) > MAX_ENTRIES:
+                del entries[next(iter(entries))]
         return value
 
     def _settle(self, key: K, task: asyncio.Task[V]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from ekimo.container import Container
 from ekimo.entry.app import create_app
+from ekimo.users import principals as principals_module
 from ekimo.users.auth import LOGIN_ATTEMPTS_PER_MINUTE
 from ekimo.users.principals import CACHE_SECONDS
 from tests.conftest import PASSWORD, register_and_login, serve
@@ -395,3 +396,21 @@ async def test_wrong_passwords_count_against_wrong_keys(client: httpx.AsyncClien
     assert limited.status_code == 429, limited.text
     # A wrong token that is not an API key is a plain 401, not counted.
     assert (await client.get("/products", headers=bearer("not-a-jwt"))).status_code == 401
+
+
+async def test_wrong_keys_from_everywhere_do_not_grow_the_cache_without_bound(
+    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each wrong key is cached as "no key"; many addresses together could send millions."""
+    monkeypatch.setattr(principals_module, "MAX_ENTRIES", 5)
+    headers = await register_and_login(client)
+    secret = (await create_key(client, headers))["secret"]
+    principals = principals_module.Principals(container)
+
+    assert await principals.for_key(secret) is not None
+    for n in range(12):
+        assert await principals.for_key(f"ekimo_wrong{n:04d}") is None
+    cached = principals._keys._entries  # pyright: ignore[reportPrivateUsage]
+    assert len(cached) == 5
+    assert principals_module.secret_hash("ekimo_wrong0011") in cached  # the newest stay
+    assert await principals.for_key(secret) is not None  # dropped, then loaded again
