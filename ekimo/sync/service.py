@@ -414,7 +414,11 @@ class SyncService:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 while (batch := await queue.get()) is not None:
                     summary.sent += len(batch)
-                    await self._deliver(client, conn, batch, summary)
+                    try:
+                        await self._deliver(client, conn, batch, summary)
+                    except SyncAborted:
+                        summary.failed += len(batch)  # not delivered: it stays pending
+                        raise
                     summary.retries = client.retries
                     if on_progress is not None:
                         on_progress(summary)

@@ -213,6 +213,7 @@ async def test_refused_credentials_abort(
     assert summary.error is not None
     assert "SYNC_USERNAME/SYNC_PASSWORD" in summary.error
     assert fake_api.product_posts == []
+    assert (summary.sent, summary.acknowledged, summary.failed) == (5, 0, 5), summary
 
 
 async def test_missing_credentials_abort(
@@ -223,6 +224,9 @@ async def test_missing_credentials_abort(
     assert summary.status == "failed"
     assert summary.error is not None
     assert "SYNC_USERNAME and SYNC_PASSWORD must be set" in summary.error
+    # What the run took up and could not deliver counts as failed: it stays pending.
+    assert (summary.sent, summary.acknowledged, summary.failed) == (2, 0, 2), summary
+    assert len(await pending(container)) == 2
 
 
 async def test_rejected_product_is_isolated_and_the_rest_delivered(
