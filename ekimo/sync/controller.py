@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from advanced_alchemy.service import OffsetPagination
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,6 +93,53 @@ class SyncController(Controller):
         )
 
 
+def _string_or_number(description: str) -> Schema:
+    return Schema(
+        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NUMBER, minimum=0)],
+        description=description,
+    )
+
+
+@dataclass
+class _ReceiveOperation(Operation):
+    """The handler reads the raw body (its size checked as it arrives): declare what it reads."""
+
+    def __post_init__(self) -> None:
+        product = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["barcode", "name", "price", "quantity", "last_updated"],
+            properties={
+                "barcode": Schema(
+                    one_of=[
+                        Schema(type=OpenAPIType.STRING, pattern="^[0-9]{1,14}$"),
+                        Schema(type=OpenAPIType.INTEGER, minimum=0),
+                    ],
+                    description="1 to 14 digits; unique within the request",
+                ),
+                "name": Schema(type=OpenAPIType.STRING, min_length=1, max_length=255),
+                "price": _string_or_number('a decimal, at most 2 places, e.g. "19.99"'),
+                "quantity": _string_or_number('a decimal, at most 3 places, e.g. "1.5"'),
+                "last_updated": Schema(
+                    type=OpenAPIType.STRING,
+                    format=OpenAPIFormat.DATE_TIME,
+                    description="ISO 8601; without a zone, UTC; the latest wins",
+                ),
+            },
+        )
+        body = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["products"],
+            properties={
+                "products": Schema(
+                    type=OpenAPIType.ARRAY, items=product, max_items=receiver.MAX_ITEMS
+                )
+            },
+        )
+        self.request_body = RequestBody(
+            required=True, content={"application/json": OpenAPIMediaType(schema=body)}
+        )
+
+
 @post(
     "/products",
     opt=allow(RECEIVE),
@@ -92,6 +148,7 @@ class SyncController(Controller):
     summary="Receive products (ekimo as the external API of another ekimo)",
     request_max_body_size=None,  # read_body enforces MAX_RECEIVE_BODY, with a 413 all clients read
     responses=problems(400, 401, 413, 422),
+    operation_class=_ReceiveOperation,
 )
 async def receive_products(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]

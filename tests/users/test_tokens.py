@@ -214,3 +214,15 @@ async def test_openapi_declares_the_oauth2_password_scheme(client: httpx.AsyncCl
     assert schema["paths"]["/auth"]["post"]["security"] == [{}]
     login_body = schema["paths"]["/auth"]["post"]["requestBody"]["content"]
     assert {"application/x-www-form-urlencoded", "application/json"} <= set(login_body)
+    # The receiver reads its raw body: the schema still says what to send.
+    received = schema["paths"]["/products"]["post"]["requestBody"]
+    products = received["content"]["application/json"]["schema"]["properties"]["products"]
+    assert received["required"] is True
+    assert (products["type"], products["maxItems"]) == ("array", 10_000)
+    assert set(products["items"]["required"]) == {
+        "barcode",
+        "name",
+        "price",
+        "quantity",
+        "last_updated",
+    }
