@@ -60,6 +60,9 @@ class Container:
         if settings.database_url is None:
             url = await asyncio.to_thread(embedded.start_server, settings.state_dir)
             secret = settings.secret_key or embedded.secret_key_for(settings.state_dir)
+            from ekimo.logs import mask_also  # the embedded mode only: logs loads Litestar
+
+            mask_also(secret)
             settings = settings.with_values(database_url=url, secret_key=secret)
             logger.info("embedded PostgreSQL running, data in %s", settings.state_dir / "pgdata")
             await db.upgrade_async(url)

@@ -56,6 +56,10 @@ class _Masking(logging.Formatter):
         self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
         self._stamp: tuple[int, str] = (-1, "")
 
+    def also(self, secret: str) -> None:
+        if len(secret) >= 6 and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
     def mask(self, line: str) -> str:
         for secret in self._secrets:
             if secret in line:
@@ -103,6 +107,14 @@ def secrets_of(settings: Settings) -> list[str]:
             password = urlsplit(url).password
             values.append(password)
     return [v for v in values if v]
+
+
+def mask_also(secret: str) -> None:
+    """Mask a secret known only once logging is configured (the embedded mode's signing key,
+    read or made when the container starts)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, _Masking):
+            handler.formatter.also(secret)
 
 
 def configure_logging(settings: Settings) -> None:

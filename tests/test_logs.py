@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from ekimo.container import Container
+from ekimo.logs import configure_logging, mask_also
+from ekimo.settings import Settings
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.faults.ekimo_process import STOP_SECONDS, bytecode_cached, served
 from tests.sync.fake_api import FakeApi
@@ -117,3 +120,27 @@ async def test_json_logs_of_a_full_flow_are_correlated_and_hold_no_secret(
     output = api.output
     for secret in (PASSWORD, token, key, TEST_SECRET, DATABASE_PASSWORD, SYNC_PASSWORD):
         assert secret not in output
+
+
+def test_a_secret_known_only_after_start_is_masked_too(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded mode reads or makes its signing key when the container starts, after
+    logging was configured: from then on it is masked like the configured ones."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(settings.with_values(log_format="text"))
+        made_at_start = "embedded-signing-key-" + "k" * 24
+        logging.getLogger("ekimo.test").warning("before: %s", made_at_start)
+        mask_also(made_at_start)
+        logging.getLogger("ekimo.test").warning("after: %s and %s", made_at_start, TEST_SECRET)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(made_at_start in line for line in lines if "before:" in line)
+    after = next(line for line in lines if "after:" in line)
+    assert made_at_start not in after
+    assert TEST_SECRET not in after
+    assert after.endswith("after: *** and ***"), after
