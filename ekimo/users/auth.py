@@ -125,6 +125,16 @@ def _verified(token: str, secret: str) -> TokenClaims:
     return claims
 
 
+def claims_of(container: Container, token: str) -> TokenClaims | None:
+    """The claims of a valid access token (signature and expiry checked), else None."""
+    secret = container.settings.secret_key
+    assert secret is not None, "the container fills the secret key"
+    try:
+        return _verified(token, secret)
+    except InvalidTokenError:
+        return None
+
+
 async def resolve(principals: Principals, container: Container, token: str) -> Principal:
     """The principal of a bearer credential; `Unauthorized` when it is not (or no longer) valid."""
     if token.startswith(KEY_PREFIX):
@@ -140,11 +150,11 @@ async def resolve(principals: Principals, container: Container, token: str) -> P
         raise Unauthorized(
             "the access token is invalid or expired; get a new one from POST /auth"
         ) from None
-    principal = await principals.for_token(claims.user_id, claims.version)
+    principal = await principals.for_token(claims.user_id, claims.version, claims.token_id)
     if principal is None:
         raise Unauthorized(
-            "the access token is no longer valid (the account was changed, deactivated or "
-            "deleted); get a new one from POST /auth"
+            "the access token is no longer valid (logged out, or the account was changed, "
+            "deactivated or deleted); get a new one from POST /auth"
         )
     return principal
 

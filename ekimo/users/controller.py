@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import msgspec
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
-from litestar import Request, Response, post
+from litestar import Request, Response, delete, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi.spec import (
@@ -25,12 +25,14 @@ from litestar.types import ControllerRouterHandler
 from ekimo.bounds import STORABLE_TEXT, STORABLE_TEXT_RULE, is_storable
 from ekimo.container import Container
 from ekimo.docs import problems
-from ekimo.errors import Problem
+from ekimo.errors import InvalidInput, Problem
 from ekimo.problem_documents import problem_response
-from ekimo.users.auth import SECURITY_SCHEME, login_rate_limit
-from ekimo.users.guards import PUBLIC
-from ekimo.users.login import log_in
+from ekimo.users.auth import SECURITY_SCHEME, claims_of, login_rate_limit, principals_of
+from ekimo.users.guards import PUBLIC, allow
+from ekimo.users.login import log_in, log_out
+from ekimo.users.principals import Principal
 from ekimo.users.registration import caller_of, create_account, signup_rate_limit
+from ekimo.users.roles import SIGNED_IN
 from ekimo.users.rules import InvalidInputError
 from ekimo.users.schemas import (
     PASSWORD_RULE,
@@ -183,4 +185,25 @@ async def login(
     return TokenResponse(access_token=access.token, expires_in=access.expires_in)
 
 
-routes: list[ControllerRouterHandler] = [register, login]
+@delete(
+    "/auth",
+    opt=allow(SIGNED_IN),
+    tags=["accounts"],
+    summary="Log out: end this access token",
+    status_code=204,
+    responses=problems(400, 401),
+)
+async def logout(
+    request: Request[Principal, str, Any], container: NamedDependency[Container]
+) -> None:
+    """The bearer token of this request stops working: at once in this process, within 5 s in
+    the others. The account's other tokens and its API keys go on working."""
+    claims = claims_of(container, request.auth) if request.user.key_id is None else None
+    if claims is None:
+        raise InvalidInput(
+            "DELETE /auth ends an access token; an API key is revoked with DELETE /api-keys/{id}"
+        )
+    await log_out(container, principals_of(request.app.state), claims)
+
+
+routes: list[ControllerRouterHandler] = [register, login, logout]

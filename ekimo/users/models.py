@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from advanced_alchemy.base import BigIntAuditBase, BigIntBase
+from advanced_alchemy.base import BigIntAuditBase, BigIntBase, DefaultBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -66,3 +66,16 @@ class AuditEvent(BigIntBase):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class RevokedToken(DefaultBase):
+    """An access token logged out before it expired, by its `jti`: refused until it expires
+    (then the row is of no use, and the next log-out deletes it)."""
+
+    __tablename__ = "revoked_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ekimo.container import Container
-from ekimo.users.models import ApiKey, User
+from ekimo.users.models import ApiKey, RevokedToken, User
 from ekimo.users.roles import Role
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class _Account:
     role: Role
     active: bool
     token_version: int
+    revoked: frozenset[str]  # ids of its tokens logged out and not yet expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +149,15 @@ class Principals:
         self._accounts.clear()
         self._keys.clear()
 
-    async def for_token(self, user_id: int, token_version: int) -> Principal | None:
+    async def for_token(
+        self, user_id: int, token_version: int, token_id: str = ""
+    ) -> Principal | None:
         """The principal of a valid token, or None when its account is gone, inactive or
-        changed since the token was issued."""
+        changed since the token was issued, or the token was logged out."""
         account = await self._accounts.get(user_id)
         if account is None or not account.active or account.token_version != token_version:
+            return None
+        if token_id in account.revoked:
             return None
         return Principal(user_id=user_id, username=account.username, role=account.role)
 
@@ -173,9 +178,15 @@ class Principals:
         )
 
     async def _load_account(self, user_id: int) -> _Account | None:
-        statement = select(User.username, User.role, User.active, User.token_version).where(
-            User.id == user_id
+        # The account's logged-out tokens in the same round trip (an array, usually empty).
+        revoked = (
+            select(func.array_agg(RevokedToken.token_id))
+            .where(RevokedToken.user_id == User.id, RevokedToken.expires_at > func.now())
+            .scalar_subquery()
         )
+        statement = select(
+            User.username, User.role, User.active, User.token_version, revoked.label("revoked")
+        ).where(User.id == user_id)
         async with self._container.engine.connect() as conn:
             row = (await conn.execute(statement)).one_or_none()
         if row is None:
@@ -185,6 +196,7 @@ class Principals:
             role=Role(row.role),
             active=row.active,
             token_version=row.token_version,
+            revoked=frozenset(row.revoked or ()),
         )
 
     async def _load_key(self, digest: str) -> _Key | None:

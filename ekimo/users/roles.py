@@ -54,6 +54,7 @@ RECEIVE = Permission(
     frozenset({Role.RECEIVER, Role.EDITOR, Role.ADMIN}),
     "sending products needs the receiver or the editor role",
 )
+SIGNED_IN = Permission("signed_in", frozenset(Role), "logging out needs a signed-in account")
 OWN_ACCOUNT = Permission(
     "own_account", _READERS, "managing your own account and keys needs the viewer role"
 )

@@ -18,6 +18,8 @@ MIN_PASSWORD_BYTES = 8
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti")
+# ekimo's are 22 characters; the column holds up to this many.
+MAX_TOKEN_ID = 64
 
 # A bcrypt hash (same cost) of a random password nobody knows: checking a login for an unknown
 # user against it costs the same time as checking a real user's password.
@@ -71,6 +73,8 @@ class TokenClaims:
     version: int
     # Its `exp`, in seconds since the epoch.
     expires_at: float = 0.0
+    # Its `jti`: what a log-out revokes.
+    token_id: str = ""
 
 
 def create_access_token(
@@ -109,6 +113,14 @@ def decode_access_token(token: str, secret: str) -> TokenClaims:
         expires_at = claims["exp"]
         if not isinstance(expires_at, int | float):
             raise InvalidTokenError("exp is not a time")
-        return TokenClaims(user_id=int(subject), version=version, expires_at=float(expires_at))
+        token_id = claims["jti"]
+        if not isinstance(token_id, str) or not 1 <= len(token_id) <= MAX_TOKEN_ID:
+            raise InvalidTokenError("jti is not a token id")
+        return TokenClaims(
+            user_id=int(subject),
+            version=version,
+            expires_at=float(expires_at),
+            token_id=token_id,
+        )
     except jwt.InvalidTokenError as exc:
         raise InvalidTokenError(str(exc)) from None

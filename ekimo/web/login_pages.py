@@ -12,13 +12,19 @@ from litestar.types import ControllerRouterHandler
 
 from ekimo.container import Container
 from ekimo.errors import Problem
-from ekimo.users.auth import Unauthorized, login_rate_limit
+from ekimo.users.auth import Unauthorized, claims_of, login_rate_limit, principals_of
 from ekimo.users.guards import PUBLIC
-from ekimo.users.login import log_in
+from ekimo.users.login import log_in, log_out
 from ekimo.users.registration import create_account, signup_rate_limit
 from ekimo.users.service import UserService, issue_token
 from ekimo.web.pages import redirect, render
-from ekimo.web.session import CONSOLE_PATH, principal_of, session_cookie, signed_out
+from ekimo.web.session import (
+    CONSOLE_PATH,
+    SESSION_COOKIE,
+    principal_of,
+    session_cookie,
+    signed_out,
+)
 
 _USERS = {"users": Provide(create_service_provider(UserService))}
 
@@ -81,7 +87,14 @@ async def login(
 
 
 @post("/logout", opt=PUBLIC)
-async def logout(request: Request[Any, Any, Any]) -> Redirect:
+async def logout(
+    request: Request[Any, Any, Any], container: NamedDependency[Container]
+) -> Redirect:
+    # The session's token ends here, not at its expiry: a copy of the cookie is worth nothing.
+    token = request.cookies.get(SESSION_COOKIE)
+    claims = claims_of(container, token) if token else None
+    if claims is not None:
+        await log_out(container, principals_of(request.app.state), claims)
     response = redirect(f"{CONSOLE_PATH}/login", notice="You are logged out.")
     signed_out(response, request)
     return response

@@ -87,6 +87,8 @@ MATRIX = [
     Call("GET", "/api-keys", READERS),
     Call("DELETE", "/api-keys/999999", READERS),
     Call("GET", "/audit", ADMINS),
+    # Last: an allowed call ends the caller's token (a key's is a 400, let through).
+    Call("DELETE", "/auth", OPEN - {"anonymous", "revoked key", "deactivated"}),
 ]
 
 

@@ -51,11 +51,21 @@ async def test_logging_in_sets_an_httponly_lax_cookie_and_logging_out_drops_it(
     assert "Max-Age=1800" in cookie
     assert "Log out" in answer.text
 
+    session = client.cookies.get("ekimo_session", path="/ui")
+    assert session is not None
     token = await _form_token(client, "/ui/catalog")
     out = await client.post("/ui/logout", data={"_csrf_token": token})
     assert "You are logged out." in out.text
     again = await client.get("/ui/catalog")
     assert "/ui/login" in str(again.url)
+    # A copy of the cookie (or its token as a bearer) is worth nothing after the log-out.
+    copied = await client.get(
+        "/ui/catalog", headers={"Cookie": f"ekimo_session={session}"}, follow_redirects=False
+    )
+    assert copied.status_code in (302, 303), copied.text
+    assert "/ui/login" in copied.headers["location"]
+    bearer = await client.get("/users/me", headers={"Authorization": f"Bearer {session}"})
+    assert bearer.status_code == 401
 
 
 async def test_wrong_name_and_wrong_password_read_the_same(client: httpx.AsyncClient) -> None:
