@@ -187,9 +187,14 @@ async def apply_received(session: AsyncSession, rows_json: str) -> tuple[int, in
 # Exactly the versions sent: a product changed while in flight keeps its newer version pending
 # (the import that changed it raised the pending row's version). One statement, for the sync's
 # autocommit connection, under the shared write lock (imports, which write pending rows, wait),
-# locking the pending rows in product id order as a receiver locks them.
+# locking the pending rows in product id order as a receiver locks them. Its commit does not
+# wait for the disk (`synchronous_commit` off for this statement's transaction alone): a mark
+# lost in a crash of PostgreSQL itself only sends those products again, and the receiver finds
+# them unchanged; waiting for each flush held the sync back.
 MARK_SYNCED = """
-    WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key)),
+    WITH gate AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock_shared(:key), set_config('synchronous_commit', 'off', true)
+    ),
     sent AS MATERIALIZED (
         SELECT s.product_id
         FROM gate, pending_products AS s
