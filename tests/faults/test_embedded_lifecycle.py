@@ -46,18 +46,21 @@ def reset_login_rate_limit() -> None:
 
 
 def postmasters(pgdata: Path) -> list[int]:
-    """Pids of the postgres servers whose command line names `pgdata` (`postgres -D PGDATA`)."""
-    found: list[int] = []
+    """Pids of the postgres servers whose command line names `pgdata` (`postgres -D PGDATA`).
+    A backend just forked has its server's command line until it sets its own title: the
+    children of a match are left out."""
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone meanwhile
             continue
         if args and args[0].endswith(b"/postgres") and os.fsencode(pgdata) in args:
-            found.append(int(entry.name))
-    return found
+            found[int(entry.name)] = parent
+    return [pid for pid, parent in found.items() if parent not in found]
 
 
 def wait_until_gone(pgdata: Path, budget: Budget) -> None:
