@@ -55,8 +55,10 @@ def run_in_container(work: Callable[[Container], Awaitable[T]], *, lean: bool = 
     except EmbeddedUnavailableError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:
-        from ekimo.db import is_unavailable
+        from ekimo.db import UNMIGRATED, is_unavailable, is_unmigrated
 
+        if is_unmigrated(exc):
+            raise fail(UNMIGRATED, code=EXIT_UNAVAILABLE) from None
         if not is_unavailable(exc):
             raise
         # An outage is not a bug: one line saying what happened, no traceback.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -124,27 +125,52 @@ def is_unavailable(exc: BaseException) -> bool:
     to a statement it refused: the first is a 503 to retry later, the second a bug or a 4xx."""
     kinds = _unavailable_kinds()
     sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+
+    def outage(error: BaseException) -> bool:
+        if isinstance(error, kinds) or _closed_transport(error):
+            return True
+        if sqlalchemy_errors is not None and isinstance(error, sqlalchemy_errors.DBAPIError):
+            wrapped = cast("DBAPIError", error)
+            # Any OSError the driver raised while connecting (e.g. every address refused).
+            return wrapped.connection_invalidated or isinstance(wrapped.orig, OSError)
+        # The database is closed to new connections (ALLOW_CONNECTIONS false).
+        return isinstance(error, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
+            "not currently accepting connections" in str(error)
+        )
+
+    return _caused_by(exc, outage)
+
+
+# What a statement meets on a schema older than the code: a table or a column it does not have.
+_SCHEMA_BEHIND = (asyncpg.exceptions.UndefinedTableError, asyncpg.exceptions.UndefinedColumnError)
+UNMIGRATED = (
+    "the database is not migrated to this version of ekimo; an operator must run `ekimo db upgrade`"
+)
+
+
+def is_unmigrated(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a statement that met a schema older than this
+    code's migrations: not the request's fault, and nothing a retry alone will fix."""
+    return _caused_by(exc, lambda error: isinstance(error, _SCHEMA_BEHIND))
+
+
+def _caused_by(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """Whether `exc` or an error behind it passes `test`: its causes, the driver error
+    SQLAlchemy wrapped, and each error of a group (concurrent work that failed together)."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, kinds) or _closed_transport(current):
+        if test(current):
             return True
-        if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
-            "not currently accepting connections" in str(current)
-        ):
-            return True  # the database is closed to new connections (ALLOW_CONNECTIONS false)
         if isinstance(current, BaseExceptionGroup):
-            # Concurrent work (a TaskGroup) that failed together: the outage is among them.
             group = cast("BaseExceptionGroup[BaseException]", current)
-            return any(is_unavailable(inner) for inner in group.exceptions)
+            return any(_caused_by(inner, test) for inner in group.exceptions)
         if sqlalchemy_errors is not None and isinstance(current, sqlalchemy_errors.DBAPIError):
-            error = cast("DBAPIError", current)
-            # Any OSError the driver raised while connecting (e.g. every address refused).
-            if error.connection_invalidated or isinstance(error.orig, OSError):
-                return True
-            if isinstance(error.orig, BaseException):
-                current = error.orig
+            orig = cast("DBAPIError", current).orig
+            if isinstance(orig, BaseException):
+                current = orig
                 continue
         current = current.__cause__ or current.__context__
     return False

@@ -1,4 +1,4 @@
-"""GET /health: is the database reachable, is the queue reachable. Open to everyone.
+"""GET /health: is the database reachable and migrated, is the queue reachable. Open to everyone.
 
 `?verbose=true` adds the details an operator wants, to the callers `admit` lets through (the
 assembly passes the accounts' check: the core knows no roles): the queue's jobs, the database's
@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, get
 from litestar.di import NamedDependency
@@ -27,6 +27,9 @@ from ekimo import db
 from ekimo.container import Container
 from ekimo.docs import problems
 from ekimo.errors import Problem
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +56,24 @@ async def _nobody(request: Request[Any, Any, Any]) -> None:
     raise Problem("the detailed health is not available", status=403)
 
 
-async def _database_ok(container: Container) -> bool:
+async def _database_state(container: Container) -> str:
+    """ "ok", "unavailable", or "not migrated": reachable, but its schema is older than this
+    code's migrations (none applied, or an earlier revision), so requests would fail."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), container.session() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception:
+            rows = await session.execute(text("SELECT version_num FROM alembic_version"))
+            applied = tuple(sorted(str(r[0]) for r in rows))
+    except Exception as exc:
+        if db.is_unmigrated(exc):
+            return "not migrated"
         logger.warning("health: database check failed", exc_info=True)
-        return False
-    return True
+        return "unavailable"
+    return "not migrated" if await asyncio.to_thread(_behind, applied) else "ok"
+
+
+def _behind(applied: tuple[str, ...]) -> bool:
+    # A revision this code does not know is a newer ekimo's: its schema serves this one too.
+    return not applied or (applied != code_heads() and set(applied) <= code_revisions())
 
 
 async def _queue_ok(container: Container) -> bool:
@@ -78,11 +91,22 @@ async def _queue_jobs(container: Container) -> dict[str, int]:
 
 
 @functools.cache
-def code_heads() -> tuple[str, ...]:
-    """The head revision(s) of the migrations this code ships; read once per process."""
+def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
-    return tuple(sorted(ScriptDirectory(str(db.ALEMBIC_DIR)).get_heads()))
+    return ScriptDirectory(str(db.ALEMBIC_DIR))
+
+
+@functools.cache
+def code_heads() -> tuple[str, ...]:
+    """The head revision(s) of the migrations this code ships; read once per process."""
+    return tuple(sorted(_scripts().get_heads()))
+
+
+@functools.cache
+def code_revisions() -> frozenset[str]:
+    """Every revision of the migrations this code ships; read once per process."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 async def _migration(container: Container) -> dict[str, object]:
@@ -147,13 +171,13 @@ def create_route(*, details: Sequence[Detail] = (), admit: Admit = _nobody) -> H
     ) -> Response[Body]:
         if verbose:
             await admit(request)
-        checks = asyncio.gather(_database_ok(container), _queue_ok(container))
+        checks = asyncio.gather(_database_state(container), _queue_ok(container))
         extra = asyncio.gather(*(_read(d.name, d.read, container) for d in shown if verbose))
         (database, queue), values = await asyncio.gather(checks, extra)
-        ok = database and queue
+        ok = database == "ok" and queue
         body: Body = {
             "status": "ok" if ok else "unavailable",
-            "database": "ok" if database else "unavailable",
+            "database": database,
             "queue": "ok" if queue else "unavailable",
         }
         if verbose:

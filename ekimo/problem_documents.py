@@ -18,7 +18,7 @@ from litestar.plugins.problem_details import (
 )
 
 from ekimo import request_ids
-from ekimo.db import is_unavailable
+from ekimo.db import UNMIGRATED, is_unavailable, is_unmigrated
 from ekimo.errors import Problem, Unprocessable
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,15 @@ def _internal_error(exc: Exception) -> ProblemDetailsException:
             status_code=503,
             title="Service Unavailable",
             detail="the database is unavailable; nothing was written. Try again in a few seconds",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if is_unmigrated(exc):
+        # Deployed before its migrations ran: the operator's to fix, said in one line.
+        logger.error("database not migrated: %s", exc.__class__.__name__)
+        return ProblemDetailsException(
+            status_code=503,
+            title="Service Unavailable",
+            detail=f"{UNMIGRATED}; nothing was written",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     logger.exception("unhandled error", exc_info=exc)

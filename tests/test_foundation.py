@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ekimo import db
 from ekimo.container import Container
 from ekimo.settings import Settings, SettingsError, load_settings
 from tests.conftest import ROOT, run_cli, serve
@@ -93,6 +94,7 @@ async def test_health_is_503_naming_the_database_when_it_is_down(settings: Setti
     await admin_execute(settings.database_url, f'CREATE DATABASE "{name}"')
     try:
         outage = settings.with_values(database_url=with_database(settings.database_url, name))
+        await db.upgrade_async(with_database(settings.database_url, name))
         async with serve(create_app(Container(outage))) as client:
             assert (await client.get("/health")).status_code == 200
             # A real outage: the database refuses new connections and drops the open ones.

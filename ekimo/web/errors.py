@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.response import Redirect
 
 from ekimo import request_ids
-from ekimo.db import is_unavailable
+from ekimo.db import UNMIGRATED, is_unavailable, is_unmigrated
 from ekimo.errors import RETRY_AFTER_SECONDS, Problem
 from ekimo.users.guards import NotSignedIn
 from ekimo.web.pages import render
@@ -60,6 +60,10 @@ def _status_and_message(exc: Exception) -> tuple[int, str, dict[str, str]]:
             "The database is unavailable; nothing was written. Try again in a few seconds.",
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if is_unmigrated(exc):
+        logger.error("database not migrated: %s", exc.__class__.__name__)
+        message = f"{UNMIGRATED[0].upper()}{UNMIGRATED[1:]}; nothing was written."
+        return 503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return 500, "", {}
 
 
