@@ -9,8 +9,13 @@ from __future__ import annotations
 import re
 
 from ekimo.errors import Conflict, InvalidInput, NotFound
-from ekimo.users import security
-from ekimo.users.schemas import PASSWORD_RULE, USERNAME_PATTERN, USERNAME_RULE
+from ekimo.users.schemas import (
+    MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_BYTES,
+    PASSWORD_RULE,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+)
 
 _USERNAME = re.compile(USERNAME_PATTERN)
 
@@ -77,5 +82,5 @@ def check_username(username: str) -> None:
 
 def check_password(password: str) -> None:
     size = len(password.encode("utf-8"))
-    if not security.MIN_PASSWORD_BYTES <= size <= security.MAX_PASSWORD_BYTES:
+    if not MIN_PASSWORD_BYTES <= size <= MAX_PASSWORD_BYTES:
         raise InvalidInputError("password", f"{PASSWORD_RULE}; this one is {size} bytes")

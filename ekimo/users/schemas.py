@@ -12,6 +12,9 @@ from ekimo.bounds import STORABLE_TEXT, StorableText
 USERNAME_PATTERN = r"^[A-Za-z0-9._@-]{3,64}$"
 USERNAME_RULE = "username must be 3 to 64 characters of letters (A-Z, a-z), digits and . _ - @"
 # A message, not a secret.
+# bcrypt only looks at the first 72 bytes; longer passwords are refused, never truncated.
+MAX_PASSWORD_BYTES = 72
+MIN_PASSWORD_BYTES = 8
 PASSWORD_RULE = "password must be 8 to 72 bytes of UTF-8 (bcrypt's limit; never truncated)"  # noqa: S105
 
 # The schema states the rules for OpenAPI; the service checks them again (the CLI uses it too).

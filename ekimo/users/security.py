@@ -10,11 +10,10 @@ from datetime import UTC, datetime, timedelta
 import bcrypt
 import jwt
 
+from ekimo.users.schemas import MAX_PASSWORD_BYTES
+
 # bcrypt's work factor (2**12 rounds): slow enough to make guessing passwords expensive.
 BCRYPT_ROUNDS = 12
-# bcrypt only looks at the first 72 bytes; longer passwords are refused, never truncated.
-MAX_PASSWORD_BYTES = 72
-MIN_PASSWORD_BYTES = 8
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti")
