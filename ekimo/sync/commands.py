@@ -14,7 +14,7 @@ from ekimo.console import console, errors, run_in_container
 
 if TYPE_CHECKING:  # imported when the command runs, not for --help
     from ekimo.container import Container
-    from ekimo.sync.runs import RunSummary
+    from ekimo.sync.journal import RunSummary
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -69,7 +69,8 @@ def sync_command(
 
             return await service.run("cli", on_progress=update)
 
-    summary = run_in_container(work)
+    # Lean: a run needs no queue, only the database and the HTTP client (made on first use).
+    summary = run_in_container(work, lean=True)
     if as_json:
         sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
     else:

@@ -26,9 +26,10 @@ from ekimo.container import Container
 from ekimo.db import is_unavailable
 from ekimo.products import writes
 from ekimo.settings import Settings
+from ekimo.sync import journal
 from ekimo.sync.client import Delivered, RetryPolicy, SyncAborted, SyncClient, Undelivered
 from ekimo.sync.errors import DatabaseUnavailable
-from ekimo.sync.runs import RunSummary, SyncRuns
+from ekimo.sync.journal import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ class SyncService:
         )
         self._stop_clock(summary, started)
         async with self._container.session() as session:
-            summary.id = await SyncRuns(session).record(summary)
+            summary.id = await journal.record(session, summary)
             await session.commit()
         return summary
 
@@ -280,7 +281,7 @@ class SyncService:
     async def _finish(self, summary: RunSummary, started: float) -> None:
         self._stop_clock(summary, started)
         async with self._container.session() as session:
-            await SyncRuns(session).finish(summary)
+            await journal.finish(session, summary)
             await session.commit()
         logger.info(
             "sync run %s %s: %d sent, %d acknowledged, %d failed, %d rejected",
@@ -308,9 +309,8 @@ class SyncService:
         # Committed before the first batch: the run shows as `running` while it goes. Holding
         # the lock, any other `running` row is a run whose process died: it is closed first.
         async with self._container.session() as session:
-            runs = SyncRuns(session)
-            await runs.close_abandoned()
-            summary.id = await runs.record(summary)
+            await journal.close_abandoned(session)
+            summary.id = await journal.record(session, summary)
             summary.pending_at_start = int((await session.execute(COUNT_PENDING)).scalar_one())
             await session.commit()
         client = SyncClient(self._container.http, self._settings, self._policy)

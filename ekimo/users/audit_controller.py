@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler
 from ekimo.bounds import instant
 from ekimo.docs import problems
 from ekimo.params import Offset, page_size, text
-from ekimo.users.audit import AuditTrail
+from ekimo.users.audit_trail import AuditTrail
 from ekimo.users.guards import allow
 from ekimo.users.roles import READ_AUDIT
 from ekimo.users.schemas import AuditEventOut

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from ekimo.container import Container
 from ekimo.settings import Settings
-from ekimo.sync.runs import RunSummary
+from ekimo.sync.journal import RunSummary
 from ekimo.sync.service import SyncService
 from tests.sync.conftest import (
     FAST,

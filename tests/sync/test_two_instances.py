@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ekimo import db
 from ekimo.container import Container
 from ekimo.settings import Settings
-from ekimo.sync.runs import RunSummary
+from ekimo.sync.journal import RunSummary
 from tests.conftest import PASSWORD
 from tests.sync.conftest import (
     FAST,
