@@ -38,7 +38,12 @@ from ekimo.imports.validation import (
     ErrorLog,
     RowValidator,
 )
-from ekimo.products.writes import lock_for_import, merge_into_products, write_counted
+from ekimo.products.writes import (
+    count_changes,
+    lock_for_import,
+    merge_into_products,
+    write_counted,
+)
 
 Progress = Callable[[int], None]
 
@@ -135,8 +140,12 @@ class _Parsed:
         return self.validator.valid + self.errors.rows
 
 
-async def _try_merge(conn: Connection, staged: int) -> tuple[int, int] | None:
-    """(created, updated), or None when the staging table holds a barcode twice."""
+async def _try_merge(conn: Connection, staged: int, dry_run: bool) -> tuple[int, int] | None:
+    """(created, updated), or None when the staging table holds a barcode twice. A dry run
+    counts them without writing or taking the write lock."""
+    if dry_run:
+        return await count_changes(conn, "import_staging")
+    await lock_for_import(conn)
     try:
         async with conn.transaction():
             now: datetime = await conn.fetchval("SELECT clock_timestamp()")
@@ -279,12 +288,11 @@ class ImportService:
                 # Optimistic: MERGE refuses a file with a barcode twice, and only then do we
                 # spend a GROUP BY on finding the duplicates. The file is staged: only now the
                 # write lock.
-                await lock_for_import(conn)
-                merged = await _try_merge(conn, staged)
+                merged = await _try_merge(conn, staged, options.dry_run)
             if merged is None:
                 await self._duplicates(conn, parsed, options)
                 if options.on_error == "skip":
-                    merged = await _try_merge(conn, staged)
+                    merged = await _try_merge(conn, staged, options.dry_run)
             report.rows = parsed.rows
             report.rejected = errors.rows
             report.warnings = parsed.warnings

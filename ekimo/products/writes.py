@@ -1,5 +1,6 @@
-"""Every statement that writes `products`: the import's MERGE, the receiver's upsert and the
-sync's version marking. Other domains call these; none of them writes the table itself."""
+"""Every statement that writes `products`: the import's MERGE (and a dry run's count of what
+it would do), the receiver's upsert and the sync's version marking. Other domains call these;
+none of them writes the table itself."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ async def lock_for_import(conn: Any) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", PRODUCTS_WRITE_LOCK)
 
 
+# When an imported row `s` changes the stored product `p`: a missing last_updated keeps the
+# stored one. The MERGE and the dry run's count share it.
+_CHANGES = """(p.name, p.price, p.quantity, p.last_updated)
+        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))"""
+
+
 def merge_into_products(source: str) -> str:
     """The one upsert rule of every import path: `source` (a table or a parenthesised query
     with barcode, name, price, quantity, last_updated) merged into `products`, `$1` = now.
@@ -39,14 +46,29 @@ def merge_into_products(source: str) -> str:
     return f"""
 MERGE INTO products AS p
 USING {source} AS s ON p.barcode = s.barcode
-WHEN MATCHED AND (p.name, p.price, p.quantity, p.last_updated)
-        IS DISTINCT FROM (s.name, s.price, s.quantity, coalesce(s.last_updated, p.last_updated))
+WHEN MATCHED AND {_CHANGES}
     THEN UPDATE SET name = s.name, price = s.price, quantity = s.quantity,
         last_updated = coalesce(s.last_updated, $1), version = p.version + 1, updated_at = $1
 WHEN NOT MATCHED THEN
     INSERT (barcode, name, price, quantity, last_updated, version, created_at, updated_at)
     VALUES (s.barcode, s.name, s.price, s.quantity, coalesce(s.last_updated, $1), 1, $1, $1)
 """  # noqa: S608 (source is one of our own staging tables or queries, never user input)
+
+
+async def count_changes(conn: Any, source: str) -> tuple[int, int] | None:
+    """What `merge_into_products(source)` would do, written nowhere and without the write lock
+    (a dry run's answer): (created, updated), or None when `source` holds a barcode twice, which
+    the MERGE refuses. A plain read: writers go on meanwhile, and nothing is left to vacuum."""
+    if await conn.fetchval(
+        f"SELECT EXISTS (SELECT FROM {source} AS s GROUP BY barcode HAVING count(*) > 1)"  # noqa: S608 (our own table or query)
+    ):
+        return None
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE p.barcode IS NULL) AS created,"  # noqa: S608 (our own table or query)
+        f" count(*) FILTER (WHERE p.barcode IS NOT NULL AND {_CHANGES}) AS updated"
+        f" FROM {source} AS s LEFT JOIN products AS p ON p.barcode = s.barcode"
+    )
+    return int(row["created"]), int(row["updated"])
 
 
 def insert_new_products(source: str) -> str:

@@ -38,7 +38,12 @@ from ekimo.imports.fast import outcome as fast_paths
 from ekimo.imports.fast.outcome import FastOutcome, NotFast
 from ekimo.imports.header import map_header
 from ekimo.imports.validation import MAX_NAME_LENGTH
-from ekimo.products.writes import lock_for_import, merge_into_products, write_counted
+from ekimo.products.writes import (
+    count_changes,
+    lock_for_import,
+    merge_into_products,
+    write_counted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -397,12 +402,18 @@ async def _import(
     try:
         copied = await _copy_raw(conn, sql, header, ours)
         clock = _step("COPY", clock)
-        # The whole file is staged: only now the write lock, for the MERGE.
-        await lock_for_import(conn)
-        now = await conn.fetchval("SELECT clock_timestamp()")
-        created, updated = await write_counted(
-            conn, merge_into_products(sql.merge_source), now, sql.barcodes, copied
-        )
+        if dry_run:
+            counted = await count_changes(conn, sql.merge_source)
+            if counted is None:
+                raise NotFast("a barcode appears twice")
+            created, updated = counted
+        else:
+            # The whole file is staged: only now the write lock, for the MERGE.
+            await lock_for_import(conn)
+            now = await conn.fetchval("SELECT clock_timestamp()")
+            created, updated = await write_counted(
+                conn, merge_into_products(sql.merge_source), now, sql.barcodes, copied
+            )
         clock = _step("MERGE", clock)
         rows = await checking  # nothing commits before the checks passed
         _step("waiting for the checks", clock)

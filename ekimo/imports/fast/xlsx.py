@@ -40,6 +40,7 @@ from ekimo.imports.header import map_header
 from ekimo.imports.readers import check_zip, sha256_of
 from ekimo.imports.validation import INTEGER_DIGITS, MAX_NAME_LENGTH
 from ekimo.products.writes import (
+    count_changes,
     insert_new_products,
     lock_for_import,
     merge_into_products,
@@ -311,9 +312,15 @@ async def _attempt(
             clock = time.perf_counter()
         if not sheet.header:
             raise NotFast("no header")
-        # Only now the write lock: other imports and the receiver wait for the write alone.
-        await lock_for_import(conn)
-        created, updated = await _write(conn, sheet.rows)
+        if dry_run:
+            counted = await count_changes(conn, _SHEET)
+            if counted is None:
+                raise NotFast("a barcode appears twice")
+            created, updated = counted
+        else:
+            # Only now the write lock: other imports and the receiver wait for the write alone.
+            await lock_for_import(conn)
+            created, updated = await _write(conn, sheet.rows)
         log.debug(
             "import fast path: %.3f s waiting for pieces, %.3f s staging,"
             " %.3f s taking the lock and writing",
