@@ -159,11 +159,12 @@ ODDLY_SPELLED = {
 }
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry run"])
 @pytest.mark.parametrize("on_error", ["reject", "skip"])
 async def test_dirty_files_fall_back_with_the_exact_errors(
-    container: Container, on_error: str
+    container: Container, on_error: str, dry_run: bool
 ) -> None:
-    options = ImportOptions(on_error="skip" if on_error == "skip" else "reject")
+    options = ImportOptions(on_error="skip" if on_error == "skip" else "reject", dry_run=dry_run)
     for label, rows in DIRTY.items():
         good = [["900", "Good", "1", "1", ""], *rows, ["901", "Good too", "2", "2", ""]]
         path, report, _ = await _both(container, csv_bytes(good), options)

@@ -228,11 +228,12 @@ UNUSUAL: dict[str, list[list[Any]]] = {
 }
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry run"])
 @pytest.mark.parametrize("on_error", ["reject", "skip"])
 async def test_dirty_workbooks_fall_back_with_the_exact_errors(
-    container: Container, on_error: str
+    container: Container, on_error: str, dry_run: bool
 ) -> None:
-    options = ImportOptions(on_error="skip" if on_error == "skip" else "reject")
+    options = ImportOptions(on_error="skip" if on_error == "skip" else "reject", dry_run=dry_run)
     for label, rows in (DIRTY | UNUSUAL).items():
         good = [["900", "Good", 1.0, 1, None], *rows, ["901", "Good too", 2.0, 2, None]]
         path, report, _ = await _both(container, xlsx_bytes(good), options)
