@@ -61,13 +61,17 @@ def _says_unmigrated(response: httpx.Response) -> None:
     assert FIX in response.json()["detail"], response.text
 
 
+async def _health_says_unmigrated(client: httpx.AsyncClient) -> None:
+    health = await client.get("/health")
+    assert health.status_code == 503, health.text
+    assert health.json()["database"] == "not migrated"
+
+
 async def test_api_on_an_empty_database_says_to_migrate(
     settings: Settings, empty_database: str
 ) -> None:
     async for client in _client(settings, empty_database):
-        health = await client.get("/health")
-        assert health.status_code == 503
-        assert health.json()["database"] == "not migrated"
+        await _health_says_unmigrated(client)
         _says_unmigrated(await client.post("/users", json=CREDENTIALS))
         _says_unmigrated(await client.post("/auth", json=CREDENTIALS))
         page = await Console(client, "alice").post("/ui/login", data=CREDENTIALS)
@@ -80,9 +84,7 @@ async def test_api_one_migration_behind_says_to_migrate(
     settings: Settings, behind_database: str
 ) -> None:
     async for client in _client(settings, behind_database):
-        health = await client.get("/health")
-        assert health.status_code == 503
-        assert health.json()["database"] == "not migrated"
+        await _health_says_unmigrated(client)
         # Signing up and logging in touch nothing new; a signed-in request reads the
         # account's revoked tokens.
         assert (await client.post("/users", json=CREDENTIALS)).status_code == 201

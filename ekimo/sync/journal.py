@@ -7,7 +7,7 @@ API reads the runs (`sync.runs`), would add a third of a second to the start of 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,34 +15,6 @@ from sqlalchemy import text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
-
-_COLUMNS = (
-    "status",
-    "trigger",
-    "pending_at_start",
-    "sent",
-    "acknowledged",
-    "rejected",
-    "failed",
-    "retries",
-    "error",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-)
-_INSERT = text(
-    f"INSERT INTO sync_runs ({', '.join(_COLUMNS)}, created_at, updated_at)"  # noqa: S608 (our own column names)
-    f" VALUES ({', '.join(':' + c for c in _COLUMNS)}, now(), now()) RETURNING id"
-)
-_UPDATE = text(
-    f"UPDATE sync_runs SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)}, updated_at = now()"  # noqa: S608 (our own column names)
-    " WHERE id = :id"
-)
-_CLOSE_ABANDONED = text(
-    "UPDATE sync_runs SET status = 'failed', finished_at = now(), updated_at = now(),"
-    " error = 'interrupted: the process running it stopped; the next run sent the rest'"
-    " WHERE status = 'running' RETURNING id"
-)
 
 
 @dataclass
@@ -86,6 +58,23 @@ class RunSummary:
         values = asdict(self)
         del values["id"], values["last_failure"]
         return values
+
+
+# The row's columns are the summary's fields, but the id (the database's) and the last failure.
+_COLUMNS = tuple(f.name for f in fields(RunSummary) if f.name not in ("id", "last_failure"))
+_INSERT = text(
+    f"INSERT INTO sync_runs ({', '.join(_COLUMNS)}, created_at, updated_at)"  # noqa: S608 (our own column names)
+    f" VALUES ({', '.join(':' + c for c in _COLUMNS)}, now(), now()) RETURNING id"
+)
+_UPDATE = text(
+    f"UPDATE sync_runs SET {', '.join(f'{c} = :{c}' for c in _COLUMNS)}, updated_at = now()"  # noqa: S608 (our own column names)
+    " WHERE id = :id"
+)
+_CLOSE_ABANDONED = text(
+    "UPDATE sync_runs SET status = 'failed', finished_at = now(), updated_at = now(),"
+    " error = 'interrupted: the process running it stopped; the next run sent the rest'"
+    " WHERE status = 'running' RETURNING id"
+)
 
 
 async def record(session: AsyncSession, summary: RunSummary) -> int:
