@@ -185,11 +185,17 @@ async def _import_queued(
         # Its own transaction has rolled back; the stored file stays for the next attempt.
         outcome = ("queued", "") if stopping() else ("failed", CANCELLED_MESSAGE)
         raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            outcome = ("failed", f"the import failed: {type(exc).__name__}")
+            raise
+        # An outage is no bug of the job's: the import ends failed with the reason (its
+        # transaction rolled back), and the worker's log gets a line, not a traceback.
+        logger.warning("import %s failed: the database became unavailable", import_id)
+        outcome = ("failed", OUTAGE_MESSAGE)
+        status = "failed"
     except BaseException as exc:
-        reason = (
-            OUTAGE_MESSAGE if is_unavailable(exc) else f"the import failed: {type(exc).__name__}"
-        )
-        outcome = ("failed", reason)
+        outcome = ("failed", f"the import failed: {type(exc).__name__}")
         raise
     finally:
         progress_task.cancel()

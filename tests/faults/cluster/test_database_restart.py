@@ -122,6 +122,8 @@ def test_a_queued_import_cut_by_a_restart_ends_failed_with_the_reason(
         assert "nothing was written" in reason, reason
         assert product_count(own_database) == 0
         assert_nothing_running(own_database)
+        # An outage is logged in a line, not as a failed job's traceback.
+        assert "Traceback" not in api.output, api.output
 
         # The same process, not restarted: the next queued import is applied.
         again = upload(api.url, headers, products_csv(SMALL), **{"async": "true"})
