@@ -90,11 +90,12 @@ async def _sync_page(
     error: str | None = None,
 ) -> Template:
     offset = _offset(request.query_params)
-    pending = await SyncService(container).pending_count()
     page = await runs.page(limit=RUNS_PAGE, offset=offset)
     # On the first page the newest run is its first row: one read, so the refresh decided
     # below never disagrees with the table shown (a run ending between two reads).
     last = (page.items[0] if page.items else None) if offset == 0 else await runs.last()
+    # Counted after the runs were read: a run shown ended had committed its marks before.
+    pending = await SyncService(container).pending_count()
     queued = QueuedSync.of(request.query_params)
     # Waiting: queued here and no run started since. Bounded: a worker that never comes must
     # not keep the page reloading forever.
