@@ -39,7 +39,6 @@ from ekimo.imports.fast.outcome import FastOutcome, NotFast
 from ekimo.imports.header import map_header
 from ekimo.imports.validation import MAX_NAME_LENGTH
 from ekimo.products.writes import (
-    count_changes,
     lock_for_import,
     merge_into_products,
     write_counted,
@@ -403,10 +402,7 @@ async def _import(
         copied = await _copy_raw(conn, sql, header, ours)
         clock = _step("COPY", clock)
         if dry_run:
-            counted = await count_changes(conn, sql.merge_source)
-            if counted is None:
-                raise NotFast("a barcode appears twice")
-            created, updated = counted
+            created, updated = await fast_paths.dry_run_counts(conn, sql.merge_source)
         else:
             # The whole file is staged: only now the write lock, for the MERGE.
             await lock_for_import(conn)

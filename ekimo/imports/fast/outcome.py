@@ -14,9 +14,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ekimo.products.writes import count_changes
+
 
 class NotFast(Exception):
     """This file (or this part of it) is not for the fast path."""
+
+
+async def dry_run_counts(conn: Any, source: str) -> tuple[int, int]:
+    """A dry run's (created, updated) for the staged `source`; a barcode twice steps aside, as
+    the MERGE of a real import would make it (the Python path reports those rows)."""
+    counted = await count_changes(conn, source)
+    if counted is None:
+        raise NotFast("a barcode appears twice")
+    return counted
 
 
 @dataclass

@@ -8,8 +8,8 @@ A clean sheet's cells are already typed (numbers, date-times): a piece goes as C
 in the worker thread, not record by record on the event loop) into a temporary staging table.
 Once the whole sheet is staged, the catalog's write lock is taken and one INSERT (when every
 barcode is new) or one MERGE applies it: a slow upload holds up no other writer while it is
-read. Numbers go as the text the Python path gives them (15 significant digits:
-19.989999999999998 → 19.99).
+read (a dry run counts what the write would do, without the lock). Numbers go as the text the
+Python path gives them (15 significant digits: 19.989999999999998 → 19.99).
 
 The checks run without Python code per row and accept a subset of what the Python path accepts
 (the common, canonical cells), with the same values for it. Anything else — a number stored as
@@ -40,7 +40,6 @@ from ekimo.imports.header import map_header
 from ekimo.imports.readers import check_zip, sha256_of
 from ekimo.imports.validation import INTEGER_DIGITS, MAX_NAME_LENGTH
 from ekimo.products.writes import (
-    count_changes,
     insert_new_products,
     lock_for_import,
     merge_into_products,
@@ -313,10 +312,7 @@ async def _attempt(
         if not sheet.header:
             raise NotFast("no header")
         if dry_run:
-            counted = await count_changes(conn, _SHEET)
-            if counted is None:
-                raise NotFast("a barcode appears twice")
-            created, updated = counted
+            created, updated = await fast_paths.dry_run_counts(conn, _SHEET)
         else:
             # Only now the write lock: other imports and the receiver wait for the write alone.
             await lock_for_import(conn)
